@@ -1,0 +1,17 @@
+"""Exceptions the library raises for bad input, so the CLI can print them without a traceback."""
+
+
+class SuperNeuronsError(Exception):
+    """Base class: a user-facing error whose message names the bad value and the fix."""
+
+
+class DataError(SuperNeuronsError, ValueError):
+    """A bad sample, data file or image."""
+
+
+class StoreError(SuperNeuronsError):
+    """An activation store that is missing, corrupt, or belongs to another model/template."""
+
+
+class ModelError(SuperNeuronsError):
+    """A model that cannot be loaded or does not match what an artifact expects."""
