@@ -1,0 +1,705 @@
+"""Train the shipped demo VLM: a tiny LlavaForConditionalGeneration, from scratch, on synthetic scenes.
+
+    python scripts/train_demo_vlm.py --out src/superneurons/synth/demo_model --work runs/demo_vlm
+
+Seeded; CPU only (2 threads); resumable (checkpoints under --work every --ckpt-every steps: rerun the
+same command to continue). Progress goes to <work>/train.log.
+
+Recipe (see the model card for numbers):
+- Stage 0: the CLIP-style vision tower alone, dense per-patch labels through a temporary linear head
+  (not saved): which (colour, shape) classes a patch shows, the colour / shape / same-shape count of
+  the patch's main object, and for that object its relation to every other (colour, shape) class in
+  the scene (left of, in front of, drawn over). This plays the role of CLIP pretraining.
+- Stage 1: the whole LLaVA on the train split's question families plus open questions
+  ("what color is the circle ?", "describe the scene ."), question tokens BEFORE the image tokens,
+  loss on the answer and end-of-sequence. An auxiliary per-image-token head (not saved) on the
+  output of decoder layer `--aux-layer` is taught, for yes/no questions, which patches show the
+  object the question is about and whether the answer there is yes or no. Curriculum: single-
+  attribute yes/no and open questions with at most 3 objects first, then all families.
+- Evaluation: greedy `generate()` after reloading the saved folder with `from_pretrained`, on
+  held-out (val split) scenes, per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from superneurons.synth import questions as Q
+from superneurons.synth.scenes import CANVAS, COLORS, SHAPES, Scene, make_scene
+
+PATCH = 8
+GRID = CANVAS // PATCH
+N_PATCH = GRID * GRID
+N_JOINT = len(COLORS) * len(SHAPES)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_TOKEN, PAD, UNK, BOS, EOS = "<image>", "<pad>", "<unk>", "<s>", "</s>"
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "USER: {% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}{% endif %}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    " ASSISTANT: {% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}</s> "
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt %} ASSISTANT:{% endif -%}"
+)
+FAMILIES = ("presence", "attribute", "spatial", "occlusion", "depth", "counting", "mcq")
+WORD_RE = re.compile(r"\w+|[^\w\s]+")
+
+
+def log(msg: str, fh) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+    print(line, flush=True)
+    fh.write(line + "\n")
+    fh.flush()
+
+
+# ---------------------------------------------------------------- questions used for training only
+def open_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
+    """Open questions whose answers are words: a cheap, dense signal for binding."""
+    objs = scene.objects
+    kind = rng.choice(["color", "shape", "count", "describe"])
+    if kind == "color":
+        unique = [o for o in objs if sum(p.shape == o.shape for p in objs) == 1]
+        if unique:
+            o = rng.choice(unique)
+            return f"What color is the {o.shape}?", o.color
+    if kind == "shape":
+        unique = [o for o in objs if sum(p.color == o.color for p in objs) == 1]
+        if unique:
+            o = rng.choice(unique)
+            return f"What shape is the {o.color} thing?", o.shape
+    if kind == "count":
+        s = rng.choice(SHAPES)
+        return f"How many {Q.plural(s)} are there?", str(sum(o.shape == s for o in objs))
+    ordered = sorted(objs, key=lambda o: o.cx)
+    return "Describe the scene.", " , ".join(o.name for o in ordered)
+
+
+def single_attribute(scene: Scene, rng: random.Random, want: str) -> tuple[str, str, dict] | None:
+    """'Is there a red thing in the image?' / 'Is there a circle in the image?' (no binding needed)."""
+    if rng.random() < 0.5:
+        present = {o.color for o in scene.objects}
+        pool = sorted(present) if want == "yes" else [c for c in COLORS if c not in present]
+        if not pool:
+            return None
+        c = rng.choice(pool)
+        return f"Is there a {c} thing in the image?", want, {"color": c}
+    present = {o.shape for o in scene.objects}
+    pool = sorted(present) if want == "yes" else [s for s in SHAPES if s not in present]
+    if not pool:
+        return None
+    s = rng.choice(pool)
+    return f"Is there a {s} in the image?", want, {"shape": s}
+
+
+def referenced(scene: Scene, family: str, text: str, meta: dict) -> list[int]:
+    """Draw orders of the objects a yes/no question is about (for the auxiliary per-patch head)."""
+    objs = scene.objects
+    if family in ("presence", "single"):
+        return [o.order for o in objs if o.color == meta.get("color", o.color) and o.shape == meta.get("shape", o.shape)]
+    if family == "attribute":
+        return [o.order for o in objs if o.shape == meta["shape"]]
+    if family in ("spatial", "occlusion", "depth"):
+        return [o.order for o in objs if o.name == meta["first"]]
+    if family == "counting":
+        return [o.order for o in objs if o.shape == meta["shape"]]
+    if family == "mcq":
+        words = set(WORD_RE.findall(meta["stem"].lower()))
+        return [o.order for o in objs if o.shape in words or Q.plural(o.shape) in words]
+    return []
+
+
+def build_vocab() -> list[str]:
+    rng = random.Random(0)
+    words: set[str] = set("user : assistant yes no".split())
+    for i in range(3000):
+        scene = make_scene("vocab", i, 0)
+        for fn in Q.FAMILIES.values():
+            for want in ("yes", "no"):
+                q = fn(scene, rng, want)
+                if q:
+                    words.update(WORD_RE.findall(q.text.lower()))
+        for q in Q.mcq_questions(scene, rng):
+            words.update(WORD_RE.findall(q.text.lower()))
+        oq = open_question(scene, rng)
+        if oq:
+            words.update(WORD_RE.findall((oq[0] + " " + oq[1]).lower()))
+        sq = single_attribute(scene, rng, "yes")
+        if sq:
+            words.update(WORD_RE.findall(sq[0].lower()))
+    words.update(["thing", "describe", "scene", "what", "color", "shape", "how", "many"] + list(COLORS) + list(SHAPES)
+                 + [Q.plural(s) for s in SHAPES] + [str(k) for k in range(6)])
+    return [PAD, UNK, BOS, EOS, IMAGE_TOKEN] + sorted(words)
+
+
+def build_tokenizer(vocab: list[str]):
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A $B",
+                                                       special_tokens=[(BOS, vocab.index(BOS))])
+    tok.add_special_tokens([PAD, UNK, BOS, EOS, IMAGE_TOKEN])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, unk_token=UNK,
+                                   pad_token=PAD, padding_side="left", model_max_length=256)
+    fast.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    return fast
+
+
+def build_model_and_processor(args, tokenizer):
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    vision = CLIPVisionConfig(image_size=CANVAS, patch_size=PATCH, hidden_size=args.vis_hidden,
+                              intermediate_size=args.vis_hidden * 4, num_hidden_layers=args.vis_layers,
+                              num_attention_heads=4, projection_dim=args.vis_hidden)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 3,
+                       num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
+                       max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       tie_word_embeddings=True)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_id,
+                         image_seq_length=N_PATCH, vision_feature_select_strategy="default",
+                         vision_feature_layer=-1, projector_hidden_act="gelu", tie_word_embeddings=True)
+    torch.manual_seed(args.seed)
+    model = LlavaForConditionalGeneration(config)
+    gc = model.generation_config
+    gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    gc.do_sample = False
+    image_processor = CLIPImageProcessor(size={"shortest_edge": CANVAS}, crop_size={"height": CANVAS, "width": CANVAS},
+                                         image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH,
+                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)
+    return model, processor
+
+
+def prompt_text(question: str) -> str:
+    """The chat template's output with the image expanded, as the processor builds it."""
+    return f"USER: {question} " + IMAGE_TOKEN * N_PATCH + " ASSISTANT:"
+
+
+# ---------------------------------------------------------------- scene tensors and dense labels
+_MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+_STD = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def pixels(scenes: list[Scene]) -> torch.Tensor:
+    arr = np.stack([np.asarray(s.render(), dtype=np.float32) for s in scenes]) / 255.0
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2)
+    return (t - _MEAN) / _STD
+
+
+def patch_counts(scenes: list[Scene]) -> torch.Tensor:
+    """[B, 64 patches, 6]: visible pixels of each draw order (0 = background) per patch."""
+    idx = torch.from_numpy(np.stack([np.asarray(s.index_map(), dtype=np.int64) for s in scenes]))
+    idx = idx.view(len(scenes), GRID, PATCH, GRID, PATCH).permute(0, 1, 3, 2, 4).reshape(len(scenes), N_PATCH, -1)
+    return F.one_hot(idx, 6).sum(2)
+
+
+def joint(o) -> int:
+    return list(COLORS).index(o.color) * len(SHAPES) + SHAPES.index(o.shape)
+
+
+def dense_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    B = len(scenes)
+    min_px = 4
+    obj_counts = counts[:, :, 1:]  # [B, P, 5]
+    main = obj_counts.argmax(-1)  # draw order of the main object
+    has = obj_counts.max(-1).values >= min_px
+    out = {"present": torch.zeros(B, N_PATCH, N_JOINT), "color": torch.zeros(B, N_PATCH, dtype=torch.long),
+           "shape": torch.zeros(B, N_PATCH, dtype=torch.long), "count": torch.zeros(B, N_PATCH, dtype=torch.long),
+           "rel": torch.zeros(B, N_PATCH, 3, N_JOINT), "rel_mask": torch.zeros(B, N_PATCH, 3, N_JOINT)}
+    for b, s in enumerate(scenes):
+        n = len(s.objects)
+        if n == 0:
+            continue
+        J = torch.tensor([joint(o) for o in s.objects])
+        vis = obj_counts[b, :, :n] >= min_px  # [P, n]
+        out["present"][b].scatter_(1, J.expand(N_PATCH, n), vis.float())
+        col = torch.tensor([list(COLORS).index(o.color) + 1 for o in s.objects])
+        shp = torch.tensor([SHAPES.index(o.shape) + 1 for o in s.objects])
+        cnt = torch.tensor([sum(p.shape == o.shape for p in s.objects) for o in s.objects])
+        m = main[b].clamp(max=n - 1)
+        h = has[b]
+        out["color"][b] = torch.where(h, col[m], 0)
+        out["shape"][b] = torch.where(h, shp[m], 0)
+        out["count"][b] = torch.where(h, cnt[m], 0)
+        rel = torch.zeros(n, 3, N_JOINT)
+        mask = torch.zeros(n, 3, N_JOINT)
+        for i, a in enumerate(s.objects):
+            for k, c in enumerate(s.objects):
+                if i == k:
+                    continue
+                j = J[k]
+                if abs(a.cx - c.cx) >= Q.MIN_GAP:
+                    rel[i, 0, j], mask[i, 0, j] = float(a.cx < c.cx), 1.0
+                if abs(a.bottom - c.bottom) >= Q.MIN_GAP:
+                    rel[i, 1, j], mask[i, 1, j] = float(a.bottom > c.bottom), 1.0
+                ov = bool((vis[:, i] & vis[:, k]).any()) or _bbox_near(a, c)
+                if ov:
+                    rel[i, 2, j], mask[i, 2, j] = float(a.order > c.order), 1.0
+        out["rel"][b] = rel[m]
+        out["rel_mask"][b] = mask[m] * h.view(-1, 1, 1).float()
+    return out
+
+
+def _bbox_near(a, c) -> bool:
+    return a.bbox[0] < c.bbox[2] and c.bbox[0] < a.bbox[2] and a.bbox[1] < c.bbox[3] and c.bbox[1] < a.bbox[3]
+
+
+HEAD_SIZES = {"present": N_JOINT, "color": 5, "shape": 4, "count": 5, "rel": 3 * N_JOINT}
+
+
+def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch.Tensor]):
+    out = head(feats)  # [B, P, sum]
+    parts = torch.split(out, list(HEAD_SIZES.values()), dim=-1)
+    p = dict(zip(HEAD_SIZES, parts, strict=True))
+    loss = F.binary_cross_entropy_with_logits(p["present"], lab["present"])
+    for k in ("color", "shape", "count"):
+        loss = loss + F.cross_entropy(p[k].reshape(-1, p[k].shape[-1]), lab[k].reshape(-1))
+    rel_logits = p["rel"].view(*p["rel"].shape[:2], 3, N_JOINT)
+    rl = F.binary_cross_entropy_with_logits(rel_logits, lab["rel"], reduction="none")
+    loss = loss + (rl * lab["rel_mask"]).sum() / lab["rel_mask"].sum().clamp(min=1)
+    obj = lab["shape"] > 0
+    with torch.no_grad():
+        acc = {"shape": (p["shape"].argmax(-1) == lab["shape"])[obj].float().mean().item(),
+               "color": (p["color"].argmax(-1) == lab["color"])[obj].float().mean().item(),
+               "count": (p["count"].argmax(-1) == lab["count"])[obj].float().mean().item(),
+               "present": ((p["present"] > 0) == (lab["present"] > 0.5)).all(-1).float().mean().item()}
+        rm = lab["rel_mask"] > 0
+        for i, name in enumerate(("left", "front", "over")):
+            mi = rm[:, :, i]
+            acc[name] = ((rel_logits[:, :, i] > 0) == (lab["rel"][:, :, i] > 0.5))[mi].float().mean().item()
+    return loss, acc
+
+
+# ---------------------------------------------------------------- stage-1 batches
+def family_weights(frac: float, args) -> dict[str, float]:
+    if frac < args.easy_frac:
+        return {"single": 0.3, "open": 0.3, "presence": 0.2, "attribute": 0.2}
+    return {"single": 0.05, "open": 0.15, "presence": 0.2, "attribute": 0.15, "spatial": 0.1,
+            "occlusion": 0.1, "depth": 0.1, "counting": 0.1, "mcq": 0.05}
+
+
+def make_item(scene: Scene, family: str, rng: random.Random) -> tuple[str, str, str, dict] | None:
+    want = rng.choice(("yes", "no"))
+    if family == "open":
+        oq = open_question(scene, rng)
+        return (oq[0], oq[1], family, {}) if oq else None
+    if family == "single":
+        r = single_attribute(scene, rng, want)
+        return (r[0], r[1], family, r[2]) if r else None
+    if family == "mcq":
+        qs = Q.mcq_questions(scene, rng)
+        if not qs:
+            return None
+        q = rng.choice([q for q in qs if q.label == want] or qs)
+        return q.text, q.label, family, q.meta
+    q = Q.FAMILIES[family](scene, rng, want)
+    return (q.text, q.label, family, q.meta) if q else None
+
+
+def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
+    rng = random.Random(f"batch/{args.seed}/{step}")
+    weights = family_weights(frac, args)
+    names, probs = list(weights), list(weights.values())
+    max_obj = 3 if frac < args.easy_frac else 5
+    scenes, items = [], []
+    idx = step * args.batch * 2
+    while len(items) < args.batch:
+        idx += 1
+        scene = make_scene("train", idx, args.seed, max_objects=max_obj)
+        if scene.signature() in excluded:
+            continue
+        fam = rng.choices(names, probs)[0]
+        item = make_item(scene, fam, rng)
+        if item is None:
+            continue
+        scenes.append(scene)
+        items.append(item)
+    prompts = [prompt_text(q) for q, *_ in items]
+    enc = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    ans = tokenizer([a for _, a, *_ in items], add_special_tokens=False)["input_ids"]
+    seqs = [p + a + [tokenizer.eos_token_id] for p, a in zip(enc, ans, strict=True)]
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), tokenizer.pad_token_id)
+    labels = torch.full((len(seqs), T), -100)
+    attn = torch.zeros(len(seqs), T, dtype=torch.long)
+    weight = torch.ones(len(seqs))
+    for i, (p, s) in enumerate(zip(enc, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        labels[i, len(p) - 1: len(s) - 1] = torch.tensor(s[len(p):])
+        if items[i][2] != "open":
+            weight[i] = args.yn_weight
+    counts = patch_counts(scenes)
+    aux = torch.full((len(seqs), N_PATCH), -100)
+    for i, (scene, (q, a, fam, meta)) in enumerate(zip(scenes, items, strict=True)):
+        if fam == "open":
+            continue
+        refs = referenced(scene, fam, q, meta)
+        hit = torch.zeros(N_PATCH, dtype=torch.bool)
+        for r in refs:
+            hit |= counts[i, :, r + 1] >= 4
+        aux[i] = torch.where(hit, 2 if a == "yes" else 1, 0)
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels, "pixel_values": pixels(scenes),
+            "weight": weight, "aux": aux, "families": [it[2] for it in items]}
+
+
+def lm_loss(model, aux_head, batch, args, image_id: int):
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"], output_hidden_states=args.aux_weight > 0)
+    logits = out.logits[:, :-1]
+    tgt = batch["labels"][:, 1:]
+    tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none").view(tgt.shape)
+    m = (tgt != -100).float()
+    per = (tok * m).sum(1) / m.sum(1).clamp(min=1)
+    loss = (per * batch["weight"]).sum() / batch["weight"].sum()
+    aux_loss = torch.tensor(0.0)
+    if args.aux_weight > 0:
+        h = out.hidden_states[args.aux_layer]
+        img = batch["input_ids"] == image_id
+        hi = h[img].view(h.shape[0], N_PATCH, -1)
+        aux_loss = F.cross_entropy(aux_head(hi).reshape(-1, 3), batch["aux"].reshape(-1), ignore_index=-100)
+        loss = loss + args.aux_weight * aux_loss
+    with torch.no_grad():
+        first = (tgt != -100).float().argmax(1)
+        pred = logits[torch.arange(len(first)), first].argmax(-1)
+        gold = tgt[torch.arange(len(first)), first]
+        correct = (pred == gold).float()
+    return loss, aux_loss, correct
+
+
+# ---------------------------------------------------------------- evaluation
+def eval_scenes(split: str, n: int, seed: int) -> list[Scene]:
+    return [make_scene(split, i, seed) for i in range(n)]
+
+
+def eval_items(scenes: list[Scene], family: str, seed: int) -> list[tuple[Scene, str, str, dict]]:
+    rng = random.Random(f"eval/{seed}/{family}")
+    out = []
+    for i, s in enumerate(scenes):
+        if family == "mcq":
+            out += [(s, q.text, q.label, q.meta) for q in Q.mcq_questions(s, rng)]
+            continue
+        want = "yes" if i % 2 == 0 else "no"
+        q = Q.FAMILIES[family](s, rng, want)
+        if q is not None:
+            out.append((s, q.text, q.label, q.meta))
+    return out
+
+
+@torch.no_grad()
+def first_token_accuracy(model, tokenizer, items, batch: int = 64) -> tuple[float, float]:
+    """Accuracy of the argmax first answer token (what greedy generate answers first) and yes-rate."""
+    model.eval()
+    yes_id = tokenizer.convert_tokens_to_ids("yes")
+    right, yes = 0, 0
+    for k in range(0, len(items), batch):
+        chunk = items[k: k + batch]
+        enc = tokenizer([prompt_text(q) for _, q, _, _ in chunk], padding=True, return_tensors="pt")
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       pixel_values=pixels([s for s, *_ in chunk]), logits_to_keep=1).logits[:, -1]
+        pred = logits.argmax(-1)
+        for p, (_, _, a, _) in zip(pred.tolist(), chunk, strict=True):
+            yes += p == yes_id
+            right += (p == yes_id) == (a == "yes")
+    model.train()
+    return right / len(items), yes / len(items)
+
+
+@torch.no_grad()
+def generate_accuracy(folder: Path, items, batch: int = 32) -> dict:
+    """Greedy generate() on the reloaded model: accuracy of the parsed yes/no answers."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(folder).eval()
+    proc = AutoProcessor.from_pretrained(folder)
+    right = yes = other = 0
+    kinds: dict[str, list[int]] = {}
+    for k in range(0, len(items), batch):
+        chunk = items[k: k + batch]
+        texts = [proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+                                          add_generation_prompt=True) for _, q, _, _ in chunk]
+        enc = proc(images=[s.render() for s, *_ in chunk], text=texts, return_tensors="pt", padding=True)
+        out = model.generate(**enc, max_new_tokens=4, do_sample=False)
+        answers = proc.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for ans, (_, _, a, meta) in zip(answers, chunk, strict=True):
+            word = ans.strip().split()[0] if ans.strip() else ""
+            ok = word == a
+            right += ok
+            yes += word == "yes"
+            other += word not in ("yes", "no")
+            kinds.setdefault(meta.get("kind", "all"), []).append(int(ok))
+    return {"accuracy": right / len(items), "yes_rate": yes / len(items), "non_yes_no": other / len(items),
+            "n": len(items), "by_kind": {k: sum(v) / len(v) for k, v in sorted(kinds.items())}}
+
+
+# ---------------------------------------------------------------- main
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("src/superneurons/synth/demo_model"))
+    ap.add_argument("--work", type=Path, default=Path("runs/demo_vlm"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--vis-layers", type=int, default=3)
+    ap.add_argument("--vis-hidden", type=int, default=96)
+    ap.add_argument("--stage0-steps", type=int, default=2500)
+    ap.add_argument("--stage0-batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=7000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--vision-lr-scale", type=float, default=0.5)
+    ap.add_argument("--floor", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--easy-frac", type=float, default=0.15)
+    ap.add_argument("--yn-weight", type=float, default=2.0)
+    ap.add_argument("--aux-weight", type=float, default=0.5)
+    ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
+    ap.add_argument("--time-budget", type=float, default=42 * 60, help="seconds; stage 1 stops early to stay in it")
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--eval-scenes", type=int, default=400)
+    ap.add_argument("--final-scenes", type=int, default=600)
+    ap.add_argument("--no-save", action="store_true", help="pilot run: train and evaluate, save nothing to --out")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    fh = (args.work / "train.log").open("a")
+    log(f"args {vars(args)}", fh)
+    t_start = time.time()
+    ckpt_path = args.work / "checkpoint.pt"
+    state = torch.load(ckpt_path, weights_only=False) if ckpt_path.is_file() else None
+    elapsed_before = state["elapsed"] if state else 0.0
+
+    vocab = build_vocab()
+    tokenizer = build_tokenizer(vocab)
+    model, processor = build_model_and_processor(args, tokenizer)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"vocab {len(vocab)}; parameters {n_params:,}", fh)
+
+    held_out = {"val": eval_scenes("val", args.final_scenes, args.seed), "probe": eval_scenes("probe", args.final_scenes, args.seed)}
+    excluded = {s.signature() for sc in held_out.values() for s in sc}
+    pilot_items = {f: eval_items(held_out["val"][: args.eval_scenes], f, args.seed) for f in FAMILIES}
+
+    vt = model.model.vision_tower
+    head0 = torch.nn.Linear(args.vis_hidden, sum(HEAD_SIZES.values()))
+    aux_head = torch.nn.Linear(args.hidden, 3)
+    stage, step0 = (state["stage"], state["step"]) if state else (0, 0)
+    if state:
+        model.load_state_dict(state["model"])
+        head0.load_state_dict(state["head0"])
+        aux_head.load_state_dict(state["aux_head"])
+        log(f"resumed at stage {stage} step {step0} ({elapsed_before:.0f}s already spent)", fh)
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - t_start
+
+    def save_ckpt(stage: int, step: int, opt) -> None:
+        torch.save({"stage": stage, "step": step, "model": model.state_dict(), "head0": head0.state_dict(),
+                    "aux_head": aux_head.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed()}, ckpt_path)
+
+    # ---- stage 0: vision tower with dense per-patch labels
+    if stage == 0:
+        opt = torch.optim.AdamW(list(vt.parameters()) + list(head0.parameters()), lr=2e-3, weight_decay=0.0)
+        if state and state["stage"] == 0:
+            opt.load_state_dict(state["opt"])
+        t0 = time.time()
+        for step in range(step0, args.stage0_steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, args.stage0_steps, 2e-3, 100, 0.05)
+            scenes = [make_scene("train", 10_000_000 + step * args.stage0_batch + i, args.seed)
+                      for i in range(args.stage0_batch)]
+            scenes = [s for s in scenes if s.signature() not in excluded]
+            lab = dense_labels(scenes, patch_counts(scenes))
+            feats = vt(pixel_values=pixels(scenes)).last_hidden_state[:, 1:]
+            loss, acc = stage0_loss(head0, feats, lab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vt.parameters(), 1.0)
+            opt.step()
+            if step % 100 == 0 or step == args.stage0_steps - 1:
+                accs = " ".join(f"{k} {v:.2f}" for k, v in acc.items())
+                log(f"stage0 step {step} loss {loss.item():.3f} {accs} ({(time.time() - t0) / (step - step0 + 1):.3f}s/step)", fh)
+            if (step + 1) % args.ckpt_every == 0:
+                save_ckpt(0, step + 1, opt)
+        stage, step0, state = 1, 0, None
+        save_ckpt(1, 0, torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]))
+        log(f"stage0 done at {elapsed():.0f}s", fh)
+
+    # ---- stage 1: the whole LLaVA
+    vis_params = list(vt.parameters())
+    vis_ids = {id(p) for p in vis_params}
+    other = [p for p in model.parameters() if id(p) not in vis_ids] + list(aux_head.parameters())
+    opt = torch.optim.AdamW([{"params": other, "scale": 1.0}, {"params": vis_params, "scale": args.vision_lr_scale}],
+                            lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    if state and state["stage"] == 1 and state["step"] > 0:
+        opt.load_state_dict(state["opt"])
+    model.train()
+    t0 = time.time()
+    hist: dict[str, list[float]] = {}
+    last_step = step0
+    for step in range(step0, args.steps):
+        frac = step / args.steps
+        lr = lr_at(step, args.steps, args.lr, args.warmup, args.floor)
+        for g in opt.param_groups:
+            g["lr"] = lr * g["scale"]
+        batch = make_batch(step, args, tokenizer, excluded, frac)
+        loss, aux_loss, correct = lm_loss(model, aux_head, batch, args, image_id)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        for fam, c in zip(batch["families"], correct.tolist(), strict=True):
+            hist.setdefault(fam, []).append(c)
+        last_step = step + 1
+        if step % 100 == 0:
+            tr = " ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(hist.items()))
+            log(f"stage1 step {step} loss {loss.item():.3f} aux {aux_loss.item():.3f} lr {lr:.2e} | train {tr} "
+                f"({(time.time() - t0) / (step - step0 + 1):.3f}s/step, {elapsed():.0f}s)", fh)
+            hist = {}
+        if (step + 1) % args.eval_every == 0:
+            res = {f: first_token_accuracy(model, tokenizer, it) for f, it in pilot_items.items()}
+            log("eval (first token, val) " + " ".join(f"{f} {a:.2f}/y{y:.2f}" for f, (a, y) in res.items()), fh)
+        if (step + 1) % args.ckpt_every == 0:
+            save_ckpt(1, step + 1, opt)
+        if elapsed() > args.time_budget:
+            log(f"time budget reached at step {step + 1}", fh)
+            break
+    train_time = elapsed()
+    log(f"stage1 done: {last_step} steps, {train_time:.0f}s total", fh)
+
+    res = {f: first_token_accuracy(model, tokenizer, it) for f, it in pilot_items.items()}
+    log("final eval (first token, val) " + " ".join(f"{f} {a:.2f}/y{y:.2f}" for f, (a, y) in res.items()), fh)
+    if args.no_save:
+        return
+    save(model, processor, args, fh, last_step, train_time, n_params, held_out)
+
+
+def save(model, processor, args, fh, steps: int, train_time: float, n_params: int, held_out) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.save_pretrained(args.out, safe_serialization=True)
+    processor.save_pretrained(args.out)
+    check_processor(processor, args.out)
+    size = sum(p.stat().st_size for p in args.out.glob("*.safetensors"))
+    log(f"saved to {args.out} ({size / 1e6:.2f} MB of safetensors)", fh)
+    results = {}
+    for f in FAMILIES:
+        items = eval_items(held_out["val"], f, args.seed)
+        results[f] = generate_accuracy(args.out, items)
+        log(f"generate (val) {f}: {json.dumps(results[f])}", fh)
+    (args.work / "results.json").write_text(json.dumps(results, indent=2))
+    write_card(args, steps, train_time, n_params, size, results)
+    log("model card written", fh)
+
+
+def check_processor(processor, folder: Path) -> None:
+    """The processor's token ids and pixels must equal what training fed the model."""
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(folder)
+    scene = make_scene("val", 0, 0)
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a red circle in the image?"}]}],
+                                    add_generation_prompt=True)
+    enc = proc(images=[scene.render()], text=[text], return_tensors="pt")
+    ids = processor.tokenizer([prompt_text("Is there a red circle in the image?")])["input_ids"][0]
+    if enc["input_ids"][0].tolist() != ids:
+        sys.exit(f"processor ids differ from training ids:\n{enc['input_ids'][0].tolist()}\n{ids}")
+    diff = (enc["pixel_values"][0] - pixels([scene])[0]).abs().max().item()
+    if diff > 1e-2:
+        sys.exit(f"processor pixels differ from training pixels by {diff}")
+
+
+def write_card(args, steps: int, train_time: float, n_params: int, size: int, results: dict) -> None:
+    rows = "\n".join(f"| {f} | {r['accuracy']:.3f} | {r['yes_rate']:.2f} | {r['n']} | "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in r["by_kind"].items()) + " |" for f, r in results.items())
+    card = CARD.format(layers=args.layers, hidden=args.hidden, vis_layers=args.vis_layers, vis_hidden=args.vis_hidden,
+                       n_params=n_params, size=size / 1e6, steps=steps, stage0=args.stage0_steps, batch=args.batch,
+                       lr=args.lr, aux_weight=args.aux_weight, aux_layer=args.aux_layer, seed=args.seed,
+                       minutes=train_time / 60, rows=rows, n_val=args.final_scenes, easy=args.easy_frac,
+                       yn=args.yn_weight, cmd=" ".join(sys.argv))
+    (args.out / "MODEL_CARD.md").write_text(card)
+
+
+CARD = """# superneurons demo VLM
+
+A tiny `LlavaForConditionalGeneration` trained from scratch on the synthetic scenes of
+`superneurons.synth` (coloured circles / squares / triangles on a grey 64x64 canvas) by
+`scripts/train_demo_vlm.py`. It exists so that the library has a real, trained VLM to find
+Super Neurons in without downloading weights. It is not a general model.
+
+## Architecture
+- Vision: CLIP vision tower, image 64, patch 8 (64 image tokens, CLS dropped), hidden {vis_hidden},
+  {vis_layers} layers, 4 heads.
+- Projector: LLaVA MLP (gelu).
+- Language model: Llama, hidden {hidden}, intermediate {hidden}*3, {layers} decoder layers, 4 heads,
+  tied embeddings. {n_params:,} parameters, {size:.2f} MB of safetensors (fp32).
+- Tokenizer: `tokenizers` WordLevel over the benchmark vocabulary (lower-cased, whitespace/punctuation
+  split) + `<pad> <unk> <s> </s> <image>`.
+- Chat template: `USER: {{question}} <image> ASSISTANT:` - the question comes BEFORE the image tokens,
+  so image tokens can attend to the question. Answers are one word (`yes` / `no`) then `</s>`.
+
+## Training (seed {seed}, 2 CPU threads, {minutes:.1f} minutes in total)
+- Data: the `train` split's scene stream of `superneurons.synth` (seed {seed}); scenes identical to a
+  val/probe scene are skipped.
+- Stage 0 ({stage0} steps, batch 64): the vision tower alone, with a temporary linear head on each
+  patch (not saved): the (colour, shape) classes the patch shows, the colour / shape / same-shape
+  count of its main object, and that object's relations (left of, in front of, drawn over) to every
+  other (colour, shape) class in the scene.
+- Stage 1 ({steps} steps, batch {batch}): the whole model, AdamW lr {lr} (vision tower at half), betas
+  (0.9, 0.98), warmup 200, cosine, clip 1.0; loss on the answer tokens and `</s>`, yes/no questions
+  weighted x{yn}. First {easy:.0%} of steps: at most 3 objects, single-attribute yes/no ("is there a
+  red thing ?"), open questions ("what color is the circle ?", "describe the scene .") and
+  presence/attribute; then every family. An auxiliary head (not saved) on the output of decoder
+  layer {aux_layer} (weight {aux_weight}) learns, per image token, whether the patch shows the object
+  the yes/no question is about and, if so, whether the answer is yes.
+
+## Held-out accuracy (greedy `generate()`, val split, {n_val} scenes, reloaded with `from_pretrained`)
+| family | accuracy | yes rate | n | by kind |
+|---|---|---|---|---|
+{rows}
+
+Chance is 0.5 on every family but mcq (0.75 by answering "no" to all 4 options).
+
+## Reproduce
+`{cmd}`
+"""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The model's own answers, the baselines Super Neurons are compared with (paper Sec. 4.2).
+
+- Generation: greedy decoding with the paper's settings (`max_new_tokens=128`, temperature 0 i.e.
+  `do_sample=False`, one beam, no stop strings), batched with left padding, then parsed:
+  - `parse_pope`: the rule-based POPE evaluation rule: keep the text up to the first '.', drop
+    commas, split on spaces; if a word is "No", "no" or "not" the answer is no, otherwise yes.
+    It always returns an answer (an empty or off-topic reply counts as yes).
+  - `parse_strict`: the first word (case and punctuation ignored) must be yes or no; anything else
+    is `UNPARSED` (-1), reported as its own count by `superneurons.metrics.binary_metrics`.
+- First token: one prefill forward, then compare the logits of the yes and no tokens at the
+  first generated position. Every case/space variant the tokenizer has (`VLM.yes_no_token_ids`)
+  is pooled with logsumexp (the log of their total unnormalised probability); yes wins if its
+  pooled logit is strictly higher (a tie answers no, as `aggregation.vote`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from superneurons.errors import DataError
+from superneurons.metrics import UNPARSED
+
+if TYPE_CHECKING:
+    from superneurons.data.samples import Sample
+    from superneurons.models.base import VLM
+
+MAX_NEW_TOKENS = 128  # paper Sec. 4.2
+PARSERS: tuple[str, ...] = ("pope", "strict")
+_NO_WORDS = ("No", "no", "not")
+_STRIP = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+def parse_pope(text: str) -> int:
+    """POPE's rule-based answer parser: 1 (yes) or 0 (no).
+
+    >>> [parse_pope(t) for t in ("Yes, there is a dog.", "No.", "There is not a cat in the image.")]
+    [1, 0, 0]
+    """
+    if "." in text:
+        text = text.split(".")[0]
+    words = text.replace(",", "").split(" ")
+    return 0 if any(w in words for w in _NO_WORDS) else 1
+
+
+def parse_strict(text: str) -> int:
+    """1 if the reply's first word is yes, 0 if no (any case, punctuation ignored), else -1 (unparsed).
+
+    >>> [parse_strict(t) for t in ("Yes, there is.", " no", "I cannot tell")]
+    [1, 0, -1]
+    """
+    words = text.split()
+    first = _STRIP.sub("", words[0]).lower() if words else ""
+    return {"yes": 1, "no": 0}.get(first, UNPARSED)
+
+
+def parse_answers(texts: Sequence[str], parser: str = "pope") -> list[int]:
+    """Parse generated replies with `parser` ("pope" or "strict")."""
+    if parser not in PARSERS:
+        raise DataError(f"parser {parser!r} is not one of {', '.join(PARSERS)}")
+    fn = parse_pope if parser == "pope" else parse_strict
+    return [fn(t) for t in texts]
+
+
+def _batches(samples: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
+    if size < 1:
+        raise DataError(f"batch_size={size}; use a positive batch size")
+    for i in range(0, len(samples), size):
+        yield samples[i:i + size]
+
+
+def generate_answers(vlm: VLM, samples: Sequence[Sample], max_new_tokens: int = MAX_NEW_TOKENS,
+                     batch_size: int = 8) -> list[str]:
+    """Greedy replies (`do_sample=False`, `num_beams=1`) to each sample, new tokens only, decoded."""
+    if not samples:
+        raise DataError("generate_answers() got no samples")
+    texts: list[str] = []
+    for chunk in _batches(samples, batch_size):
+        batch = vlm.prepare(chunk)
+        with torch.inference_mode():
+            out = vlm.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                     temperature=None, top_p=None, top_k=None,
+                                     pad_token_id=vlm.tokenizer.pad_token_id)
+        new = out[:, batch["input_ids"].shape[1]:]
+        texts.extend(vlm.tokenizer.batch_decode(new, skip_special_tokens=True))
+    return texts
+
+
+def first_token_margins(vlm: VLM, samples: Sequence[Sample], batch_size: int = 8) -> torch.Tensor:
+    """float32 [N]: logsumexp(yes-token logits) - logsumexp(no-token logits) at the first answer token."""
+    if not samples:
+        raise DataError("first_token_margins() got no samples")
+    yes_ids, no_ids = vlm.yes_no_token_ids()
+    keep_one = "logits_to_keep" in inspect.signature(vlm.model.forward).parameters
+    out: list[torch.Tensor] = []
+    for chunk in _batches(samples, batch_size):
+        batch = vlm.prepare(chunk)
+        kwargs = {"logits_to_keep": 1} if keep_one else {}
+        with torch.inference_mode():
+            logits = vlm.model(**batch, use_cache=False, **kwargs).logits[:, -1].float()
+        out.append((torch.logsumexp(logits[:, yes_ids], dim=1) - torch.logsumexp(logits[:, no_ids], dim=1)).cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class ModelAnswers:
+    """The model's answers: generated `texts`, their POPE and strict parses, first-token predictions."""
+
+    texts: list[str] = field(default_factory=list)
+    pope: list[int] = field(default_factory=list)
+    strict: list[int] = field(default_factory=list)
+    first_token: list[int] = field(default_factory=list)
+    first_token_margin: list[float] = field(default_factory=list)
+
+
+def model_answers(vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, generate: bool = True,
+                  first_token: bool = True, max_new_tokens: int = MAX_NEW_TOKENS) -> ModelAnswers:
+    """Both model baselines for `samples` (either can be skipped)."""
+    ans = ModelAnswers()
+    if generate:
+        ans.texts = generate_answers(vlm, samples, max_new_tokens, batch_size)
+        ans.pope = parse_answers(ans.texts, "pope")
+        ans.strict = parse_answers(ans.texts, "strict")
+    if first_token:
+        m = first_token_margins(vlm, samples, batch_size)
+        ans.first_token = (m > 0).long().tolist()
+        ans.first_token_margin = m.tolist()
+    return ans

@@ -1,0 +1,220 @@
+"""`SuperNeuronClassifier`: a saved set of Super Neurons that answers yes/no with early exit (Alg. 2).
+
+The artifact is everything inference needs and nothing else: which neurons (layer, unit), their
+thresholds and rules, the aggregation, and what they were found with (model fingerprint,
+prompt template, token position). Prediction runs the model only up to the deepest SN layer L*
+(`exit_layer`) and records only the SN layers, then aggregates the K scalars.
+
+On disk (`save(dir)`): `classifier.safetensors` (tensors `layers`, `neurons`, `alpha`, `rule`,
+`scores`) + `classifier.json` (everything else). Never pickled.
+
+    >>> clf = SuperNeuronClassifier.from_store(select_super_neurons(scores, snt=0.92), store)  # doctest: +SKIP
+    >>> clf.save("clf/")                                                                     # doctest: +SKIP
+    >>> out = SuperNeuronClassifier.load("clf/").predict(vlm, samples)                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from superneurons.aggregation import AGGREGATIONS, aggregate
+from superneurons.errors import DataError, ModelError
+from superneurons.selection import SuperNeurons
+
+if TYPE_CHECKING:
+    from superneurons.data.samples import Sample
+    from superneurons.models.base import VLM
+
+CLASSIFIER_WEIGHTS = "classifier.safetensors"
+CLASSIFIER_CONFIG = "classifier.json"
+FORMAT_VERSION = 1
+_TENSORS = ("layers", "neurons", "alpha", "rule", "scores")
+_TOKENS = ("first", "last")
+
+
+@dataclass
+class ClassifierOutput:
+    """`preds` LongTensor[N] (1 yes / 0 no), `scores` float32 [N] (mean margin or yes-fraction),
+    `acts` float32 [N, K] (the SN activations)."""
+
+    preds: Tensor
+    scores: Tensor
+    acts: Tensor
+
+
+@dataclass
+class SuperNeuronClassifier:
+    """Super Neurons + how to run them. `exit_layer` (L*) is the deepest SN layer."""
+
+    sns: SuperNeurons
+    fingerprint: dict[str, Any]
+    prompt_template: str
+    token: str = "first"
+    aggregation: str = "mean"
+    model: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise DataError(f"aggregation {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+        if self.token not in _TOKENS:
+            raise DataError(f"token {self.token!r} is not one of {', '.join(_TOKENS)}")
+        if self.sns.k == 0:
+            raise DataError("a classifier needs at least one Super Neuron")
+        self._check_indices(int(self.fingerprint.get("num_layers", 0)), int(self.fingerprint.get("hidden_size", 0)),
+                            "its recorded model")
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_store(cls, sns: SuperNeurons, store: Any, aggregation: str = "mean",
+                   meta: dict[str, Any] | None = None) -> SuperNeuronClassifier:
+        """Wrap `sns` with the model fingerprint, prompt template and token of the store they came from."""
+        m = store.manifest if hasattr(store, "manifest") else store
+        missing = [k for k in ("fingerprint", "prompt_template", "token") if k not in m]
+        if missing:
+            raise DataError(f"the store manifest lacks {', '.join(missing)}; probe again with this library")
+        return cls(sns=sns, fingerprint=dict(m["fingerprint"]), prompt_template=str(m["prompt_template"]),
+                   token=str(m["token"]), aggregation=aggregation, model=str(m.get("model", "")),
+                   meta=dict(meta or {}))
+
+    @property
+    def exit_layer(self) -> int:
+        """L*: the forward stops after this layer."""
+        return self.sns.exit_layer
+
+    @property
+    def layers_needed(self) -> list[int]:
+        """The distinct SN layers, ascending: the only ones captured at prediction time."""
+        return sorted({int(v) for v in self.sns.layers})
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _check_indices(self, num_layers: int, hidden_size: int, what: str) -> None:
+        bad_l = self.sns.layers[(self.sns.layers < 0) | (self.sns.layers >= num_layers)]
+        if bad_l.numel():
+            raise ModelError(f"SN layer {int(bad_l[0])} is out of range for {what} (layers 0..{num_layers - 1}); "
+                             "the classifier was built for a deeper model: probe and select on this model")
+        bad_n = self.sns.neurons[(self.sns.neurons < 0) | (self.sns.neurons >= hidden_size)]
+        if bad_n.numel():
+            raise ModelError(f"SN neuron {int(bad_n[0])} is out of range for {what} (hidden size {hidden_size}); "
+                             "probe and select on this model")
+        if bool(((self.sns.rule != 1) & (self.sns.rule != -1)).any()):
+            raise DataError("SN rules must be +1 or -1; the classifier file is damaged: select again")
+
+    def check_compatible(self, vlm: VLM, strict: bool = True) -> None:
+        """Raise a ModelError if `vlm` is not the model the SNs were found in.
+
+        Hidden size and layer count are always checked (indices must exist); with `strict` the
+        architecture, config hash and prompt template must match too.
+        """
+        fp = self.fingerprint
+        if int(fp.get("hidden_size", -1)) != vlm.hidden_size:
+            raise ModelError(f"the classifier was built for hidden size {fp.get('hidden_size')} "
+                             f"({fp.get('architecture')}), the model has {vlm.hidden_size} "
+                             f"({vlm.fingerprint.get('architecture')}); load {self.model or 'the probed model'!r}")
+        self._check_indices(vlm.num_layers, vlm.hidden_size, f"model {vlm.name_or_path!r}")
+        if not strict:
+            return
+        for key in ("architecture", "config_hash", "num_layers"):
+            if fp.get(key) != vlm.fingerprint.get(key):
+                raise ModelError(f"model fingerprint mismatch on {key}: classifier {str(fp.get(key))[:16]!r} "
+                                 f"(probed on {self.model!r}) vs model {str(vlm.fingerprint.get(key))[:16]!r} "
+                                 f"({vlm.name_or_path!r}); load the probed model or pass strict=False "
+                                 "(--no-strict) to use it anyway")
+        if self.prompt_template != vlm.prompt_template:
+            raise ModelError(f"prompt template mismatch: classifier {self.prompt_template!r} vs model "
+                             f"{vlm.prompt_template!r}; SNs only hold for the template they were found with")
+
+    # ---- inference -------------------------------------------------------------------------
+    def sn_activations(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8,
+                       progress: bool = False, strict: bool = True) -> Tensor:
+        """float32 [N, K]: the SN activations, from a forward that stops after L* (token "first")."""
+        from superneurons.capture import capture
+
+        self.check_compatible(vlm, strict=strict)
+        needed = self.layers_needed
+        exit_layer = self.exit_layer if self.token == "first" else None
+        acts = capture(vlm, samples, token=self.token, layers=needed, exit_layer=exit_layer,
+                       batch_size=batch_size, progress=progress)
+        pos = torch.tensor([needed.index(int(v)) for v in self.sns.layers])
+        return acts[:, pos, self.sns.neurons]
+
+    def predict_from_acts(self, acts: Tensor, aggregation: str | None = None) -> ClassifierOutput:
+        """Aggregate SN activations [N, K] (columns in `sns` order) into predictions and scores."""
+        if acts.dim() != 2 or acts.shape[1] != self.sns.k:
+            raise DataError(f"SN activations must be [N, {self.sns.k}], got {list(acts.shape)}")
+        preds, scores = aggregate(acts, aggregation or self.aggregation, self.sns.alpha, self.sns.rule)
+        return ClassifierOutput(preds=preds, scores=scores, acts=acts.float())
+
+    def predict(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, aggregation: str | None = None,
+                progress: bool = False, strict: bool = True) -> ClassifierOutput:
+        """Answer each sample from its SN activations (Alg. 2) with early exit at L*."""
+        return self.predict_from_acts(self.sn_activations(vlm, samples, batch_size, progress, strict), aggregation)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        from superneurons import __version__
+
+        s = self.sns
+        return {"format_version": FORMAT_VERSION, "library_version": __version__, "k": s.k,
+                "exit_layer": self.exit_layer, "layers_needed": self.layers_needed,
+                "aggregation": self.aggregation, "token": self.token, "metric": s.metric, "snt": s.snt,
+                "top_k": s.top_k, "max_layer": s.max_layer, "model": self.model, "fingerprint": self.fingerprint,
+                "prompt_template": self.prompt_template, "weights": CLASSIFIER_WEIGHTS, "meta": self.meta}
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write `classifier.safetensors` + `classifier.json` into `directory`; return both paths."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.sns
+        tensors = {"layers": s.layers.long(), "neurons": s.neurons.long(), "alpha": s.alpha.to(torch.float64),
+                   "rule": s.rule.to(torch.int8), "scores": s.scores.to(torch.float64)}
+        weights, config = out / CLASSIFIER_WEIGHTS, out / CLASSIFIER_CONFIG
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights),
+                  metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
+        config.write_text(json.dumps(self.to_config(), indent=1) + "\n", encoding="utf-8")
+        return [weights, config]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SuperNeuronClassifier:
+        """Read a classifier written by `save`; a missing or inconsistent file raises a DataError."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        weights, config = d / CLASSIFIER_WEIGHTS, d / CLASSIFIER_CONFIG
+        for p in (config, weights):
+            if not p.is_file():
+                raise DataError(f"{d} has no {p.name}: not a classifier folder; create one with "
+                                "`superneurons select --out DIR`")
+        try:
+            cfg = json.loads(config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{config} is not valid JSON ({exc}); select again to rewrite it") from exc
+        if cfg.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{config}: classifier format {cfg.get('format_version')!r} is not {FORMAT_VERSION}; "
+                            "select again with this library version")
+        t = load_file(str(weights))
+        missing = [k for k in _TENSORS if k not in t]
+        if missing:
+            raise DataError(f"{weights} lacks tensor(s) {missing}; the file is damaged: select again")
+        if len({t[k].numel() for k in _TENSORS}) != 1 or t["layers"].numel() != cfg.get("k"):
+            raise DataError(f"{weights}: tensors disagree on the number of SNs (config says k={cfg.get('k')}); "
+                            "the files do not belong together: select again")
+        sns = SuperNeurons(layers=t["layers"].long(), neurons=t["neurons"].long(), scores=t["scores"],
+                           alpha=t["alpha"], rule=t["rule"].to(torch.int8), metric=cfg.get("metric", "accuracy"),
+                           snt=cfg.get("snt"), top_k=cfg.get("top_k"), max_layer=cfg.get("max_layer"))
+        clf = cls(sns=sns, fingerprint=dict(cfg["fingerprint"]), prompt_template=cfg["prompt_template"],
+                  token=cfg.get("token", "first"), aggregation=cfg.get("aggregation", "mean"),
+                  model=cfg.get("model", ""), meta=dict(cfg.get("meta") or {}))
+        if cfg.get("exit_layer") != clf.exit_layer:
+            raise DataError(f"{config}: exit_layer {cfg.get('exit_layer')} does not match the SN layers "
+                            f"(deepest {clf.exit_layer}); the files do not belong together: select again")
+        return clf

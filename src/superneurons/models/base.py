@@ -1,0 +1,212 @@
+"""The `VLM` wrapper every pipeline step codes against, and the adapter registry.
+
+A `VLM` holds a Hugging Face vision-language model, its processor and tokenizer, and knows the
+three things the Super Neurons method needs from a model family: how to build the prompt (the
+dataset question as the user turn with one image, chat template applied, generation prompt
+appended), where the language model's decoder layers are, and a fingerprint that activation
+stores and classifiers are checked against.
+
+Family adapters (`llava.py`, `qwen_vl.py`, `auto.py`) subclass `VLM` and register themselves by
+`config.model_type` with `register_adapter`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from superneurons.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BatchEncoding, PreTrainedModel
+
+    from superneurons.data.samples import Sample
+
+QUESTION_FIELD = "{question}"
+YES_WORDS = ("yes", "Yes", "YES")
+NO_WORDS = ("no", "No", "NO")
+
+_ADAPTERS: dict[str, type[VLM]] = {}
+
+
+def register_adapter(*model_types: str) -> Callable[[type[VLM]], type[VLM]]:
+    """Class decorator: use this adapter for configs whose `model_type` is one of `model_types`."""
+
+    def deco(cls: type[VLM]) -> type[VLM]:
+        for mt in model_types:
+            _ADAPTERS[mt] = cls
+        return cls
+
+    return deco
+
+
+def adapter_names() -> list[str]:
+    """The model types with a dedicated adapter (others go through the generic `auto` adapter)."""
+    return sorted(_ADAPTERS)
+
+
+def get_adapter(model_type: str, strict: bool = False) -> type[VLM]:
+    """The adapter class for a `config.model_type`; unknown types fall back to the generic one.
+
+    With `strict=True` an unknown type raises a ModelError listing the known ones.
+    """
+    if model_type in _ADAPTERS:
+        return _ADAPTERS[model_type]
+    if strict:
+        raise ModelError(f"no adapter for model_type {model_type!r}; known: {', '.join(adapter_names())} "
+                         "(other image-text-to-text models load through the generic 'auto' adapter)")
+    from superneurons.models.auto import AutoVLM
+
+    return AutoVLM
+
+
+def config_fingerprint(config: Any, num_layers: int, hidden_size: int) -> dict[str, Any]:
+    """architecture, sha256 of the config JSON (sorted keys, volatile fields dropped), L, D."""
+    d = config.to_dict()
+    for k in ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "_commit_hash",
+              "_attn_implementation_autoset", "_attn_implementation", "use_cache", "output_hidden_states",
+              "return_dict"):
+        d.pop(k, None)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    archs = getattr(config, "architectures", None) or [type(config).__name__.replace("Config", "")]
+    return {"architecture": archs[0], "config_hash": hashlib.sha256(blob).hexdigest(),
+            "num_layers": int(num_layers), "hidden_size": int(hidden_size)}
+
+
+class VLM:
+    """A loaded VLM plus what the pipeline needs to know about its family.
+
+    Attributes: `model` (eval mode), `processor`, `tokenizer` (left padding), `family`,
+    `decoder_layers` (the language model's `nn.ModuleList`), `num_layers`, `hidden_size`,
+    `device`, `dtype`, `fingerprint`, `prompt_template` (the full prompt string with `{question}`).
+    """
+
+    family: ClassVar[str] = "auto"
+
+    @classmethod
+    def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
+        """The processor (image processor + tokenizer + chat template) saved with the model."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
+
+    @classmethod
+    def load_weights(cls, name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> PreTrainedModel:
+        """`from_pretrained` through the image-text-to-text auto class (LLaVA, Qwen-VL, ...)."""
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+
+    def __init__(self, model: PreTrainedModel, processor: Any, name_or_path: str = "") -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.name_or_path = name_or_path
+        self.decoder_layers = self._find_decoder_layers()
+        self.num_layers = len(self.decoder_layers)
+        self.hidden_size = int(self.text_config.hidden_size)
+        self.fingerprint = config_fingerprint(model.config, self.num_layers, self.hidden_size)
+        self.prompt_template = self.build_prompt(QUESTION_FIELD)
+        if self.prompt_template.count(QUESTION_FIELD) != 1:
+            raise ModelError(f"{name_or_path}: the chat template does not keep the question verbatim "
+                             f"({self.prompt_template!r}); use a model whose template inserts the user text")
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def text_config(self) -> Any:
+        cfg = self.model.config
+        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        """The text decoder (embeddings, layers, final norm)."""
+        inner = getattr(self.model, "model", self.model)
+        lm = getattr(inner, "language_model", None)
+        if lm is not None:
+            return lm
+        return self.model.get_decoder()
+
+    def _find_decoder_layers(self) -> torch.nn.ModuleList:
+        layers = getattr(self.language_model, "layers", None)
+        if layers is None:
+            raise ModelError(f"{self.name_or_path}: cannot find the decoder layers of "
+                             f"{type(self.model).__name__} (looked for language_model.layers / "
+                             "get_decoder().layers); add an adapter for this family in superneurons/models/")
+        return layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    # ---- prompts ---------------------------------------------------------------------------
+    def messages(self, question: str) -> list[dict[str, Any]]:
+        """The chat: one user turn with an image and the dataset's question (paper Tab. 1 prompts)."""
+        return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+    def build_prompt(self, question: str) -> str:
+        """The prompt string: chat template applied, generation prompt appended."""
+        owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
+        if not getattr(owner, "chat_template", None):
+            raise ModelError(f"{self.name_or_path}: the processor has no chat template; save one with the "
+                             "processor (chat_template.jinja) or use an instruction-tuned checkpoint")
+        return owner.apply_chat_template(self.messages(question), add_generation_prompt=True, tokenize=False)
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for the processor call (family-specific)."""
+        return {}
+
+    def prepare(self, samples: Sequence[Sample]) -> BatchEncoding:
+        """Left-padded model inputs for a batch of samples, on the model's device."""
+        if not samples:
+            raise ModelError("prepare() got no samples")
+        texts = [self.build_prompt(s.question) for s in samples]
+        images = [s.load_image() for s in samples]
+        enc = self.processor(images=images, text=texts, return_tensors="pt", padding=True,
+                             **self.processor_kwargs())
+        import torch
+
+        enc.pop("token_type_ids", None)
+        if "mm_token_type_ids" not in self.forward_keys():
+            enc.pop("mm_token_type_ids", None)
+        for k, v in list(enc.items()):
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device)
+                if v.is_floating_point():
+                    v = v.to(self.dtype)
+                enc[k] = v
+        return enc
+
+    def forward_keys(self) -> set[str]:
+        """Names of the model's `forward` parameters (the processor may return extra keys)."""
+        import inspect
+
+        return set(inspect.signature(self.model.forward).parameters)
+
+    def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids that start a "yes" / "no" answer (several casings, with and without a space)."""
+        yes: list[int] = []
+        no: list[int] = []
+        unk = self.tokenizer.unk_token_id
+        for words, out in ((YES_WORDS, yes), (NO_WORDS, no)):
+            for w in words:
+                for variant in (w, " " + w):
+                    ids = self.tokenizer.encode(variant, add_special_tokens=False)
+                    if ids and ids[0] != unk and ids[0] not in out:
+                        out.append(ids[0])
+        if not yes or not no or set(yes) & set(no):
+            raise ModelError(f"{self.name_or_path}: cannot find distinct yes/no tokens in the tokenizer")
+        return yes, no
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name_or_path!r}, layers={self.num_layers}, "
+                f"hidden={self.hidden_size}, device={self.device}, dtype={self.dtype})")
