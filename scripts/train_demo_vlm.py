@@ -213,8 +213,10 @@ def pixels(scenes: list[Scene]) -> torch.Tensor:
 def patch_counts(scenes: list[Scene]) -> torch.Tensor:
     """[B, 64 patches, 6]: visible pixels of each draw order (0 = background) per patch."""
     idx = torch.from_numpy(np.stack([np.asarray(s.index_map(), dtype=np.int64) for s in scenes]))
-    idx = idx.view(len(scenes), GRID, PATCH, GRID, PATCH).permute(0, 1, 3, 2, 4).reshape(len(scenes), N_PATCH, -1)
-    return F.one_hot(idx, 6).sum(2)
+    B = len(scenes)
+    patch = idx.view(B, GRID, PATCH, GRID, PATCH).permute(0, 1, 3, 2, 4).reshape(B, N_PATCH, -1)
+    flat = (torch.arange(B * N_PATCH).view(B, N_PATCH, 1) * 6 + patch).reshape(-1)
+    return torch.bincount(flat, minlength=B * N_PATCH * 6).view(B, N_PATCH, 6)
 
 
 def joint(o) -> int:

@@ -153,8 +153,16 @@ class SuperNeuronClassifier:
         return ClassifierOutput(preds=preds, scores=scores, acts=acts.float())
 
     def predict(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, aggregation: str | None = None,
-                progress: bool = False, strict: bool = True) -> ClassifierOutput:
-        """Answer each sample from its SN activations (Alg. 2) with early exit at L*."""
+                progress: bool = False, strict: bool = True, cascade_margin: float | None = None) -> ClassifierOutput:
+        """Answer each sample from its SN activations (Alg. 2) with early exit at L*.
+
+        With `cascade_margin=m`, samples whose SN score s has |s - 0.5| < m resume the forward from
+        L* to the model's first-token answer; returns a `cascade.CascadeOutput` (path, layers, time).
+        """
+        if cascade_margin is not None:
+            from superneurons.cascade import cascade_predict
+
+            return cascade_predict(self, vlm, samples, cascade_margin, batch_size, aggregation, strict, progress)
         return self.predict_from_acts(self.sn_activations(vlm, samples, batch_size, progress, strict), aggregation)
 
     # ---- persistence -----------------------------------------------------------------------
@@ -218,3 +226,70 @@ class SuperNeuronClassifier:
             raise DataError(f"{config}: exit_layer {cfg.get('exit_layer')} does not match the SN layers "
                             f"(deepest {clf.exit_layer}); the files do not belong together: select again")
         return clf
+
+
+@dataclass
+class FitResult:
+    """What `fit_classifier` found: the classifier, the SNt sweep table and the chosen row."""
+
+    classifier: SuperNeuronClassifier
+    sweep: list[dict[str, Any]]
+    chosen: dict[str, Any] | None
+    best_single: dict[str, Any]
+
+
+def fit_classifier(store: Any, metric: str = "accuracy", snt: float | None = None, top_k: int | None = None,
+                   max_layer: int | None = None, alpha: float = 0.0, polarity: str = "positive",
+                   per_neuron_alpha: bool = False, aggregation: str = "mean", step: float = 0.01,
+                   depth: float = 0.03, choose_by: str | None = None, chunk_layers: int = 4) -> FitResult:
+    """Alg. 1 on an activation store: score every neuron, sweep SNt, select, wrap as a classifier.
+
+    With neither `snt` nor `top_k`, SNt is chosen by the sweep (paper Sec. 4.2): the candidate
+    whose `choose_by` column (default `"{aggregation}_{metric}"`) is highest on the probing set.
+    `store` is an `ActivationStore` or its folder.
+    """
+    from superneurons.metrics import METRICS
+    from superneurons.scoring import probe_neurons
+    from superneurons.selection import choose_snt, select_super_neurons, snt_sweep
+
+    if not hasattr(store, "iter_layer_chunks"):
+        from superneurons.store import ActivationStore
+
+        store = ActivationStore(store)
+    if aggregation not in AGGREGATIONS:
+        raise DataError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+    probe = probe_neurons(store, None, alpha, METRICS, polarity=polarity, per_neuron_alpha=per_neuron_alpha,
+                          rule_metric=metric, max_layer=max_layer, chunk_layers=chunk_layers,
+                          keep_metric=metric, keep_within=depth)
+    sweep = snt_sweep(probe, metric=metric, step=step, depth=depth, max_layer=max_layer)
+    chosen = None
+    if snt is None and top_k is None:
+        agg = "vote" if aggregation == "fraction" else aggregation
+        chosen = choose_snt(sweep, by=choose_by or f"{agg}_{metric}")
+        snt = chosen["snt"]
+    sns = select_super_neurons(probe.scores, metric=metric, snt=snt, top_k=top_k, max_layer=max_layer)
+    best = select_super_neurons(probe.scores, metric=metric, top_k=1, max_layer=max_layer)
+    best_single = {"layer": int(best.layers[0]), "neuron": int(best.neurons[0]),
+                   **{m: float(probe.scores[m].reshape(-1)[probe.scores.layers.index(int(best.layers[0]))
+                                                          * probe.hidden_size + int(best.neurons[0])])
+                      for m in METRICS}}
+    meta = {"probe_samples": probe.scores.num_samples, "alpha": alpha, "polarity": polarity,
+            "per_neuron_alpha": per_neuron_alpha, "step": step, "depth": depth, "chosen": chosen,
+            "best_single": best_single, "sweep": sweep}
+    clf = SuperNeuronClassifier.from_store(sns, store, aggregation=aggregation, meta=meta)
+    return FitResult(classifier=clf, sweep=sweep, chosen=chosen, best_single=best_single)
+
+
+def write_predictions(path: str | Path, samples: Sequence[Sample], output: ClassifierOutput) -> Path:
+    """JSONL, one line per sample: id, answer ("yes"/"no"), prediction (1/0), score, label if known."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(samples) != output.preds.numel():
+        raise DataError(f"{len(samples)} samples but {output.preds.numel()} predictions")
+    with path.open("w", encoding="utf-8") as fh:
+        for s, p, sc in zip(samples, output.preds.tolist(), output.scores.tolist(), strict=True):
+            rec = {"id": s.id, "answer": "yes" if p == 1 else "no", "prediction": int(p), "score": float(sc)}
+            if s.label is not None:
+                rec["label"] = s.label
+            fh.write(json.dumps(rec) + "\n")
+    return path

@@ -33,10 +33,13 @@ if TYPE_CHECKING:
 
 def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8,
              generate: bool = True, first_token: bool = True, max_new_tokens: int = MAX_NEW_TOKENS,
-             strict: bool = True, progress: bool = False, keep_answers: bool = False) -> dict[str, Any]:
+             strict: bool = True, progress: bool = False, keep_answers: bool = False,
+             cascade_margin: float | None = None) -> dict[str, Any]:
     """Metrics of the SNs (mean, vote) and of the model baselines on labelled `samples`.
 
     `generate=False` / `first_token=False` skip a baseline (generation is the slow one).
+    `cascade_margin=m` adds the method "cascade" (SNs, deferring |s - 0.5| < m to the model) and
+    `result["cascade"]`: deferral rate, average layers per sample, accuracy, F1, time per sample.
     `keep_answers` adds the per-sample predictions and generated texts under "answers".
     """
     if not samples:
@@ -85,6 +88,14 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
             for how in ("mean", "vote"):
                 agreement[f"sns_{how}_vs_{ref}"] = agreement_rate(preds[f"sns_{how}"], preds[ref])
     result["agreement"] = agreement
+    if cascade_margin is not None:
+        from superneurons.cascade import cascade_predict
+
+        casc = cascade_predict(clf, vlm, samples, cascade_margin, batch_size, strict=strict, progress=progress)
+        preds["cascade"] = casc.preds
+        result["methods"]["cascade"] = binary_metrics(casc.preds, y)
+        result["seconds"]["cascade"] = casc.total_seconds
+        result["cascade"] = casc.summary(y)
     mcq = _mcq(samples, scores)
     if mcq:
         result["mcq"] = mcq

@@ -400,9 +400,10 @@ class _Pool:
     def add(self, x: Tensor, row: int, vals: Tensor) -> None:
         self.best = max(self.best, float(vals.max()))
         floor = self.floor()
-        li, di = (vals > floor).nonzero(as_tuple=True)
-        if li.numel():
-            self.parts.append(((row + li) * self.d + di, vals[li, di], x[:, li, di]))
+        flat = (vals.reshape(-1) > floor).nonzero().squeeze(1)  # ascending: the pool stays sorted
+        if flat.numel():
+            cols = torch.index_select(x.reshape(x.shape[0], -1), 1, flat)
+            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], cols))
         self._prune(floor)
 
     def _prune(self, floor: float) -> None:
@@ -412,7 +413,8 @@ class _Pool:
             if bool(m.all()):
                 kept.append((idx, vals, a))
             elif bool(m.any()):
-                kept.append((idx[m], vals[m], a[:, m]))
+                keep = m.nonzero().squeeze(1)
+                kept.append((idx[keep], vals[keep], torch.index_select(a, 1, keep)))
         self.parts = kept
 
     def finish(self, n: int) -> tuple[Tensor, Tensor, float]:
@@ -420,10 +422,9 @@ class _Pool:
         self._prune(floor)
         if not self.parts:
             return torch.zeros(0, dtype=torch.long), torch.zeros(n, 0), floor
-        idx = torch.cat([p[0] for p in self.parts])
-        acts = torch.cat([p[2] for p in self.parts], dim=1)
-        order = idx.argsort()
-        return idx[order], acts[:, order], floor
+        if len(self.parts) == 1:
+            return self.parts[0][0], self.parts[0][2], floor
+        return torch.cat([p[0] for p in self.parts]), torch.cat([p[2] for p in self.parts], dim=1), floor
 
 
 def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,

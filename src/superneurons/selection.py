@@ -24,7 +24,7 @@ from torch import Tensor
 
 from superneurons.errors import DataError
 from superneurons.metrics import METRICS, binary_metrics
-from superneurons.scoring import ALPHA_KEY, RULE_KEY, Probe, probe_neurons
+from superneurons.scoring import ALPHA_KEY, RULE_KEY, Probe, probe_neurons, round_down_threshold
 
 DEFAULT_STEP = 0.01
 DEFAULT_DEPTH = 0.03
@@ -199,26 +199,32 @@ def snt_sweep(source: Any, labels: Tensor | Sequence[int] | None = None, *, metr
     vals = s.reshape(-1)[idx]
     alpha = scores[ALPHA_KEY].reshape(-1)[idx].to(torch.float64)
     rule = scores[RULE_KEY].reshape(-1)[idx].to(torch.float64)
+    flipped = bool((rule < 0).any())
     layer_of = ids[idx // d]
     c = torch.tensor(cands, dtype=torch.float64)
-    member = (vals[:, None] > c[None, :])  # [k, C]
+    member = vals[:, None] > c[None, :]  # [k, C]
     n = pacts.shape[0]
+    # per candidate: yes votes and sum of margins rule * (h - alpha) = (rule * h) @ w - (rule * alpha) @ w
     yes = torch.zeros(n, len(cands), dtype=torch.float64)
-    margin = torch.zeros(n, len(cands), dtype=torch.float64)
+    margin = -((rule * alpha) @ member.to(torch.float64)).expand(n, -1).clone()
     agree = torch.zeros(idx.numel(), dtype=torch.float64)
     m_preds = None if model_preds is None else torch.as_tensor(model_preds).long().reshape(-1)
     if m_preds is not None and m_preds.numel() != n:
         raise DataError(f"model_preds has {m_preds.numel()} entries for {n} probe samples")
     for lo in range(0, idx.numel(), _SWEEP_COLS):
         sl = slice(lo, lo + _SWEEP_COLS)
-        h = pacts[:, sl].to(torch.float64)
-        mg = (h - alpha[sl]) * rule[sl]
-        votes = torch.where(rule[sl] < 0, h <= alpha[sl], h > alpha[sl])
-        w = member[sl].to(torch.float64)
-        yes += votes.to(torch.float64) @ w
-        margin += mg @ w
+        h = pacts[:, sl].to(torch.float32)
+        votes = h > round_down_threshold(alpha[sl], torch.float32)  # exact: h > alpha
+        if flipped:
+            votes = torch.where(rule[sl] < 0, ~votes, votes)
+            h = h * rule[sl].to(torch.float32)
+        w = member[sl].to(torch.float32)
+        yes += (votes.to(torch.float32) @ w).to(torch.float64)  # exact integer counts (< 2**24)
+        margin += (h @ w).to(torch.float64)
         if m_preds is not None:
-            agree[sl] = (votes.long() == m_preds[:, None]).sum(0).to(torch.float64)
+            # an unparsed model answer (-1) agrees with no SN
+            m_yes, m_no = m_preds == 1, m_preds == 0
+            agree[sl] = (votes[m_yes].sum(0) + int(m_no.sum()) - votes[m_no].sum(0)).to(torch.float64)
     y = probe.labels
     table = []
     for j, t in enumerate(cands):

@@ -233,6 +233,7 @@ class ActivationStore:
     """
 
     def __init__(self, directory: str | Path, allow_incomplete: bool = False) -> None:
+        """Open the store at `directory`; `allow_incomplete` opens an interrupted one (manifest only)."""
         self.directory = Path(directory)
         self.manifest = _read_manifest(self.directory)
         m = self.manifest
@@ -253,7 +254,7 @@ class ActivationStore:
         if missing:
             raise StoreError(f"{self.directory}: shard file(s) {missing[:3]} are missing; "
                              "run the same probe command again to rewrite them")
-        self.num_samples = int(m["num_samples"]) if m.get("complete") else sum(s["stop"] - s["start"] for s in self.shards)
+        self.num_samples = int(m["num_samples"])
 
     def __len__(self) -> int:
         return self.num_samples
@@ -280,6 +281,8 @@ class ActivationStore:
         """
         from safetensors import safe_open
 
+        if not self.manifest.get("complete"):
+            raise StoreError(f"{self.directory}: store is incomplete; run the same probe command again to resume it")
         pos = self._positions(layers)
         if not pos:
             raise StoreError("read(layers=[]) asks for no layer; pass None for all")

@@ -136,3 +136,11 @@ def test_console_script_prints_errors_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown dataset 'gqa'; valid names:" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
+
+
+def test_root_may_be_the_annotation_file_of_the_requested_split(tmp_path: Path) -> None:
+    root = _clevr(tmp_path)
+    path = root / "questions" / "CLEVR_val_questions.json"
+    assert len(load_dataset("clevr", path, "val", image_root=root / "images" / "val")) == 8
+    with pytest.raises(DataError, match="not the expected annotation file \\(CLEVR_train_questions.json\\)"):
+        load_dataset("clevr", path, "train")

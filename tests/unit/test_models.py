@@ -83,9 +83,10 @@ def test_load_errors_name_the_fix(tmp_path, tiny_llava_dir):
         load_model(str(tiny_llava_dir), device="gpu0")
 
 
-def test_dtype_option(tiny_llava_dir):
+def test_dtype_option(tiny_llava, tiny_llava_dir):
     vlm = load_model(str(tiny_llava_dir), dtype="bfloat16", device="cpu")
     assert vlm.dtype == torch.bfloat16
+    assert vlm.fingerprint == tiny_llava.fingerprint  # same checkpoint, another run-time dtype
     assert load_model(str(tiny_llava_dir), device="cpu").dtype == torch.float32  # auto on cpu
 
 

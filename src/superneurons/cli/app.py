@@ -13,8 +13,13 @@ app = typer.Typer(name="superneurons", no_args_is_help=True, add_completion=Fals
 
 # Each command module defines `register(app)`; add one line per module (keep alphabetical).
 _COMMAND_MODULES: list[str] = [
+    "cascade",
     "datasets",
+    "evaluate",
+    "predict",
     "probe",
+    "select",
+    "synth",
 ]
 
 

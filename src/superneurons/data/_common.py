@@ -70,8 +70,16 @@ def check_split(split: str, allowed: Sequence[str], dataset: str, hint: str = ""
 
 
 def find_file(root: Path, candidates: Sequence[str], dataset: str, expected: str) -> Path:
-    """The first existing `root / candidate`; none raises listing every path tried."""
+    """The first existing `root / candidate`; none raises listing every path tried.
+
+    `root` may also be the annotation file itself, if its name is one the layout expects (so a
+    train file is never read as the val split).
+    """
     if root.is_file():
+        names = {Path(c).name for c in candidates}
+        if root.name not in names:
+            raise DataError(f"{dataset}: {root} is not the expected annotation file ({', '.join(sorted(names))}); "
+                            "pass the dataset folder as --root, or the file for the requested split")
         return root
     for rel in candidates:
         path = root / rel

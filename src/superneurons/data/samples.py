@@ -8,6 +8,7 @@ subset as the paper's probing protocol asks (Sec. 4.2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -66,10 +67,8 @@ class Sample:
             raise DataError(f"sample {self.id!r}: an in-memory image cannot be written to JSONL; save it first")
         image = Path(self.image)
         if root is not None:
-            try:
+            with contextlib.suppress(ValueError):  # outside root: keep the path as it is
                 image = image.resolve().relative_to(root.resolve())
-            except ValueError:
-                pass
         rec: dict[str, Any] = {"id": self.id, "image": str(image), "question": self.question, "label": self.label}
         if self.meta:
             rec["meta"] = self.meta

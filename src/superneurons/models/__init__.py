@@ -64,11 +64,14 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device, config: Any = 
 
 
 def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
-               adapter: str | None = None, **from_pretrained_kwargs: Any) -> VLM:
+               adapter: str | None = None, max_layer: int | None = None, **from_pretrained_kwargs: Any) -> VLM:
     """Load a VLM with `from_pretrained(name_or_path)` (hub id or local folder) and wrap it.
 
     `adapter` forces a family by model type (e.g. "llava"); by default it is read from the
-    config. Extra keyword arguments go to `from_pretrained` (e.g. `revision`, `attn_implementation`).
+    config. Extra keyword arguments go to `from_pretrained` (e.g. `revision`, `attn_implementation`,
+    `device_map="auto"` to spread a model larger than one GPU; `device` is then not applied).
+    `max_layer=k` builds the model with decoder layers 0..k only (no final norm, no LM head) and
+    reads only their weights from the safetensors checkpoint (see `superneurons.models.truncate`).
     """
     from transformers import AutoConfig
 
@@ -84,9 +87,16 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     torch_dtype = resolve_dtype(dtype, dev, config)
     try:
         processor = cls.load_processor(config.model_type, name_or_path)
+        if max_layer is not None:
+            from superneurons.models.truncate import load_truncated_model, mark_truncated
+
+            model, report = load_truncated_model(name_or_path, max_layer, torch_dtype, dev, config=config,
+                                                 **from_pretrained_kwargs)
+            return mark_truncated(cls(model, processor, name_or_path=name_or_path), config, max_layer, report)
         model = cls.load_weights(name_or_path, torch_dtype, **from_pretrained_kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load {name_or_path!r} as a {cls.family} model ({type(exc).__name__}: {exc})"
                          "; check the id/folder and that it holds weights, config and processor files") from exc
-    model.to(dev)
+    if from_pretrained_kwargs.get("device_map") is None:  # a device map already placed the weights
+        model.to(dev)
     return cls(model, processor, name_or_path=name_or_path)

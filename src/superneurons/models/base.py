@@ -63,14 +63,27 @@ def get_adapter(model_type: str, strict: bool = False) -> type[VLM]:
     return AutoVLM
 
 
+_VOLATILE_CONFIG_KEYS = frozenset({
+    "transformers_version", "_name_or_path", "name_or_path", "dtype", "torch_dtype", "_commit_hash",
+    "_attn_implementation", "_attn_implementation_autoset", "attn_implementation", "use_cache",
+    "output_hidden_states", "output_attentions", "return_dict"})
+
+
+def _stable(obj: Any) -> Any:
+    """The config dict without run-time fields (dtype, attention kernel, paths), at every depth."""
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k not in _VOLATILE_CONFIG_KEYS}
+    if isinstance(obj, list | tuple):
+        return [_stable(v) for v in obj]
+    return obj
+
+
 def config_fingerprint(config: Any, num_layers: int, hidden_size: int) -> dict[str, Any]:
-    """architecture, sha256 of the config JSON (sorted keys, volatile fields dropped), L, D."""
-    d = config.to_dict()
-    for k in ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "_commit_hash",
-              "_attn_implementation_autoset", "_attn_implementation", "use_cache", "output_hidden_states",
-              "return_dict"):
-        d.pop(k, None)
-    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    """architecture, sha256 of the config JSON (sorted keys, run-time fields dropped), L, D.
+
+    The same checkpoint loaded in another dtype or on another device has the same fingerprint.
+    """
+    blob = json.dumps(_stable(config.to_dict()), sort_keys=True, default=str).encode()
     archs = getattr(config, "architectures", None) or [type(config).__name__.replace("Config", "")]
     return {"architecture": archs[0], "config_hash": hashlib.sha256(blob).hexdigest(),
             "num_layers": int(num_layers), "hidden_size": int(hidden_size)}

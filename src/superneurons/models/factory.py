@@ -41,7 +41,7 @@ QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
                  "<|image_pad|>", "<|video_pad|>", "<unk>"]
 
 # A small English vocabulary: enough that different questions tokenize differently.
-_WORDS = (
+_WORDS_TEXT = (
     "yes no Yes No YES NO a an the is are was were be it this that there here of in on at to from with "
     "and or not what which who where when how why do does did can could would should will image picture "
     "photo question answer single word using Answer Is Are Does Do Can Which What USER ASSISTANT user "
@@ -53,7 +53,8 @@ _WORDS = (
     "umbrella handbag tie bed toilet sink oven pepper one two three four five six seven eight nine ten "
     "more less than same number count many any some all only same different other visible present "
     "option choice correct true false it's you I he she they we his her their my your"
-).split()
+)
+_WORDS = _WORDS_TEXT.split()
 _PUNCT = list("?.,!:;'\"()[]{}-_/\\<>|=+*&%$#@") + [str(d) for d in range(10)]
 
 

@@ -1,0 +1,58 @@
+"""`superneurons predict`: answer yes/no questions with a saved classifier (early exit at L*).
+
+    superneurons predict --classifier CLF --model M --data D.jsonl --out preds.jsonl
+        [--aggregation mean|vote|fraction] [--batch-size B] [--device auto] [--model-dtype auto] [--no-strict]
+
+Labels are optional; when every sample has one, accuracy is printed too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def predict_command(
+    classifier: Path = typer.Option(..., "--classifier", "-c", help="Folder written by `superneurons select`."),
+    model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder (the probed model)."),
+    data: Path = typer.Option(..., "--data", "-d", help="JSONL/JSON of {id, image, question[, label]}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL to write."),
+    aggregation: str | None = typer.Option(None, "--aggregation", help="Override the saved aggregation."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
+    strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
+) -> None:
+    """Predict yes/no for every sample from its Super Neurons."""
+    import time
+
+    from rich.console import Console
+
+    from superneurons.classifier import SuperNeuronClassifier, write_predictions
+    from superneurons.data.samples import load_samples
+    from superneurons.metrics import binary_metrics
+    from superneurons.models import load_model
+
+    clf = SuperNeuronClassifier.load(classifier)
+    samples = load_samples(data, require_labels=False)
+    err = Console(stderr=True)
+    err.print(f"loading [bold]{model}[/] ...")
+    vlm = load_model(model, dtype=model_dtype, device=device)
+    t0 = time.perf_counter()
+    output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True, strict=strict)
+    seconds = time.perf_counter() - t0
+    path = write_predictions(out, samples, output)
+    console = Console()
+    yes = float(output.preds.float().mean())
+    console.print(f"{len(samples)} samples in {seconds:.2f}s with K={clf.sns.k} SNs, exit after layer "
+                  f"{clf.exit_layer} of {vlm.num_layers} ({aggregation or clf.aggregation}); yes ratio {yes:.3f}")
+    if all(s.label is not None for s in samples):
+        m = binary_metrics(output.preds, [s.y for s in samples])
+        console.print(", ".join(f"{k} {100 * m[k]:.1f}" for k in ("accuracy", "precision", "recall", "f1")))
+    console.print(f"[green]wrote[/] {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `predict` to the app."""
+    app.command("predict")(predict_command)

@@ -1,0 +1,62 @@
+"""The `token` experiment: SNs from the first vs the last token (paper Tab. 6).
+
+"first" is the last prompt position, the state that produces the first answer token: the forward
+can stop after the deepest SN layer L*. "last" is the final token of the model's greedy answer
+(its EOS, or the last of max_new_tokens): the whole answer must be generated first. For each, SNs
+are found on the probing set (mean and vote), then answer the validation set through the public
+classifier (`SuperNeuronClassifier.predict`), timed per sample, beside the model's generation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from superneurons.errors import DataError
+from superneurons.experiments._common import (
+    Dataset,
+    ExperimentResult,
+    Workspace,
+    finish,
+    labels_of,
+    metric_row,
+)
+
+TOKENS: tuple[str, ...] = ("first", "last")
+
+
+def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None,
+        tokens: Sequence[str] = TOKENS) -> ExperimentResult:
+    """L*, metrics and seconds per sample of SNs at each token position, and of the model."""
+    bad = [t for t in tokens if t not in TOKENS]
+    if bad or not tokens:
+        raise DataError(f"token(s) {bad or list(tokens)} not valid; choose from {', '.join(TOKENS)}")
+    o = ws.options
+    rows: list[dict[str, Any]] = []
+    for ds in datasets:
+        probe, val = ds.need("probe", "token"), ds.need("val", "token")
+        y = labels_of(val)
+        model = ws.model_row(val, dataset=ds.name, token=None, early_exit=False)
+        rows.append(model)
+        for tok in tokens:
+            for how, fit in ws.fit_both(ws.store(probe, token=tok)).items():
+                clf = fit.classifier
+                t0 = time.perf_counter()
+                out = clf.predict(ws.vlm, val, batch_size=o.batch_size)
+                sec = (time.perf_counter() - t0) / len(val)
+                rows.append(metric_row(out.preds, y, dataset=ds.name, token=tok, method=f"SNs ({how})",
+                                       exit_layer=clf.exit_layer, early_exit=tok == "first", k=clf.sns.k,
+                                       seconds_per_sample=sec, speedup=model["seconds_per_sample"] / sec))
+    result = ExperimentResult(
+        name="token", title="Token position for SN discovery: first vs last", paper="Tab. 6",
+        columns=["dataset", "token", "method", "exit_layer", "early_exit", "accuracy", "precision", "recall", "f1",
+                 "k", "seconds_per_sample", "speedup"],
+        rows=rows, meta={"model": ws.vlm.name_or_path, "num_layers": ws.vlm.num_layers, "options": vars(o),
+                         "notes": ["seconds_per_sample: wall clock of answering the validation set, divided by N; "
+                                   "the model row is greedy generation (max_new_tokens="
+                                   f"{o.max_new_tokens}); speedup = model time / SN time.",
+                                   "exit_layer = L*, the deepest SN layer; with the last token the whole answer is "
+                                   "generated first, so the forward cannot stop there."]})
+    return finish(result, out_dir)
