@@ -25,20 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: don't spin-wait at barriers
 
-from superneurons.synth import questions as Q
-from superneurons.synth.scenes import CANVAS, COLORS, SHAPES, Scene, make_scene
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-PATCH = 8
+from superneurons.synth import questions as Q  # noqa: E402
+from superneurons.synth.scenes import CANVAS, COLORS, SHAPES, Scene, make_scene  # noqa: E402
+
+PATCH = 16
 GRID = CANVAS // PATCH
 N_PATCH = GRID * GRID
 N_JOINT = len(COLORS) * len(SHAPES)
@@ -127,7 +130,7 @@ def referenced(scene: Scene, family: str, text: str, meta: dict) -> list[int]:
 
 def build_vocab() -> list[str]:
     rng = random.Random(0)
-    words: set[str] = set("user : assistant yes no".split())
+    words: set[str] = set(["user", ":", "assistant", "yes", "no"])
     for i in range(3000):
         scene = make_scene("vocab", i, 0)
         for fn in Q.FAMILIES.values():
@@ -166,8 +169,14 @@ def build_tokenizer(vocab: list[str]):
 
 
 def build_model_and_processor(args, tokenizer):
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     vision = CLIPVisionConfig(image_size=CANVAS, patch_size=PATCH, hidden_size=args.vis_hidden,
                               intermediate_size=args.vis_hidden * 4, num_hidden_layers=args.vis_layers,
@@ -488,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
     ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
-    ap.add_argument("--time-budget", type=float, default=42 * 60, help="seconds; stage 1 stops early to stay in it")
+    ap.add_argument("--time-budget", type=float, default=40 * 60,
+                    help="seconds for stages 0+1; stage 1 schedules lr/curriculum by wall time to end in it (0: by steps)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--eval-scenes", type=int, default=400)
@@ -575,9 +585,17 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     hist: dict[str, list[float]] = {}
     last_step = step0
+    stage1_start = elapsed()
+    budget1 = args.time_budget - stage1_start
     for step in range(step0, args.steps):
+        # progress by steps or by wall time, whichever is further: the schedule always completes
         frac = step / args.steps
-        lr = lr_at(step, args.steps, args.lr, args.warmup, args.floor)
+        if args.time_budget > 0:
+            frac = max(frac, (elapsed() - stage1_start) / max(budget1, 1.0))
+        if frac >= 1.0:
+            log(f"time budget reached at step {step}", fh)
+            break
+        lr = lr_at(int(frac * args.steps), args.steps, args.lr, args.warmup, args.floor)
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
         batch = make_batch(step, args, tokenizer, excluded, frac)
@@ -599,9 +617,6 @@ def main(argv: list[str] | None = None) -> None:
             log("eval (first token, val) " + " ".join(f"{f} {a:.2f}/y{y:.2f}" for f, (a, y) in res.items()), fh)
         if (step + 1) % args.ckpt_every == 0:
             save_ckpt(1, step + 1, opt)
-        if elapsed() > args.time_budget:
-            log(f"time budget reached at step {step + 1}", fh)
-            break
     train_time = elapsed()
     log(f"stage1 done: {last_step} steps, {train_time:.0f}s total", fh)
 
@@ -666,7 +681,7 @@ A tiny `LlavaForConditionalGeneration` trained from scratch on the synthetic sce
 Super Neurons in without downloading weights. It is not a general model.
 
 ## Architecture
-- Vision: CLIP vision tower, image 64, patch 8 (64 image tokens, CLS dropped), hidden {vis_hidden},
+- Vision: CLIP vision tower, image 64, patch 16 (16 image tokens, CLS dropped), hidden {vis_hidden},
   {vis_layers} layers, 4 heads.
 - Projector: LLaVA MLP (gelu).
 - Language model: Llama, hidden {hidden}, intermediate {hidden}*3, {layers} decoder layers, 4 heads,

@@ -260,7 +260,11 @@ def slice_layer_kwargs(kwargs: dict[str, Any], idx: Tensor, batch: int) -> dict[
 
 
 def check_resumable(vlm: VLM, exit_layer: int) -> None:
-    """Raise a ModelError if the layers above `exit_layer` cannot reuse its call arguments."""
+    """Raise a ModelError if the model cannot finish a forward from `exit_layer`: it was loaded
+    truncated (no upper layers, norm or LM head), or its upper layers need other call arguments."""
+    if getattr(vlm, "max_layer", None) is not None:
+        raise ModelError(f"{vlm.name_or_path!r} was loaded with only layers 0..{vlm.max_layer} (max_layer / "
+                         "--truncate); a cascade needs the whole model: load it without max_layer")
     types = getattr(vlm.text_config, "layer_types", None)
     if types and len(set(types[exit_layer:])) > 1:
         raise ModelError(f"layers {exit_layer}..{len(types) - 1} mix attention types {sorted(set(types[exit_layer:]))}: "

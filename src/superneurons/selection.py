@@ -24,12 +24,20 @@ from torch import Tensor
 
 from superneurons.errors import DataError
 from superneurons.metrics import METRICS, binary_metrics
-from superneurons.scoring import ALPHA_KEY, RULE_KEY, Probe, probe_neurons, round_down_threshold
+from superneurons.scoring import (
+    ALPHA_KEY,
+    RULE_KEY,
+    Probe,
+    column_counts,
+    greater_than,
+    probe_neurons,
+    round_down_threshold,
+)
 
 DEFAULT_STEP = 0.01
 DEFAULT_DEPTH = 0.03
 DEFAULT_CHOOSE_BY = "vote_accuracy"
-_SWEEP_COLS = 2048
+_SWEEP_ROWS = 4096
 _TOL = 1e-9
 
 
@@ -192,59 +200,77 @@ def snt_sweep(source: Any, labels: Tensor | Sequence[int] | None = None, *, metr
     if min(cands) < probe.pool_floor - _TOL:
         raise DataError(f"SNt {min(cands)} is below what the probe kept ({probe.pool_floor:.4f}); "
                         f"probe again with a larger keep_within")
-    idx = probe.pool_index
-    rows_of = idx // d
-    in_range = allowed_rows[rows_of]
-    idx, pacts = idx[in_range], probe.pool_acts[:, in_range]
-    vals = s.reshape(-1)[idx]
+    keep = allowed_rows[probe.pool_index // d].nonzero().squeeze(1)
+    idx, vals = probe.pool_index[keep], probe.pool_scores[keep]  # best first
+    pacts = probe.pool_acts.index_select(0, keep) if keep.numel() < probe.pool_index.numel() else probe.pool_acts
     alpha = scores[ALPHA_KEY].reshape(-1)[idx].to(torch.float64)
     rule = scores[RULE_KEY].reshape(-1)[idx].to(torch.float64)
-    flipped = bool((rule < 0).any())
     layer_of = ids[idx // d]
-    c = torch.tensor(cands, dtype=torch.float64)
-    member = vals[:, None] > c[None, :]  # [k, C]
-    n = pacts.shape[0]
-    # per candidate: yes votes and sum of margins rule * (h - alpha) = (rule * h) @ w - (rule * alpha) @ w
-    yes = torch.zeros(n, len(cands), dtype=torch.float64)
-    margin = -((rule * alpha) @ member.to(torch.float64)).expand(n, -1).clone()
-    agree = torch.zeros(idx.numel(), dtype=torch.float64)
+    n = probe.labels.numel()
     m_preds = None if model_preds is None else torch.as_tensor(model_preds).long().reshape(-1)
     if m_preds is not None and m_preds.numel() != n:
         raise DataError(f"model_preds has {m_preds.numel()} entries for {n} probe samples")
-    for lo in range(0, idx.numel(), _SWEEP_COLS):
-        sl = slice(lo, lo + _SWEEP_COLS)
-        h = pacts[:, sl].to(torch.float32)
-        votes = h > round_down_threshold(alpha[sl], torch.float32)  # exact: h > alpha
-        if flipped:
-            votes = torch.where(rule[sl] < 0, ~votes, votes)
-            h = h * rule[sl].to(torch.float32)
-        w = member[sl].to(torch.float32)
-        yes += (votes.to(torch.float32) @ w).to(torch.float64)  # exact integer counts (< 2**24)
-        margin += (h @ w).to(torch.float64)
-        if m_preds is not None:
-            # an unparsed model answer (-1) agrees with no SN
-            m_yes, m_no = m_preds == 1, m_preds == 0
-            agree[sl] = (votes[m_yes].sum(0) + int(m_no.sum()) - votes[m_no].sum(0)).to(torch.float64)
+    counts = _nested_counts(pacts, vals, alpha, rule, cands, m_preds)
     y = probe.labels
     table = []
     for j, t in enumerate(cands):
-        sel = member[:, j]
-        k = int(sel.sum())
+        k, yes, margin, agree = counts[j]
         row: dict[str, Any] = {"snt": float(t), "k": k}
         if k == 0:
             row.update({"num_layers": 0, "exit_layer": None})
             table.append(row)
             continue
-        used = layer_of[sel]
+        used = layer_of[:k]
         row.update({"num_layers": int(torch.unique(used).numel()), "exit_layer": int(used.max())})
-        for name, preds in (("vote", (2 * yes[:, j] > k).long()), ("mean", (margin[:, j] / k > 0).long())):
+        for name, preds in (("vote", (2 * yes > k).long()), ("mean", (margin / k > 0).long())):
             m = binary_metrics(preds, y)
             for key in (*METRICS, "yes_ratio"):
                 row[f"{name}_{key}"] = m[key]
-        if m_preds is not None:
-            row["ar"] = float(agree[sel].sum() / (k * n))
+        if agree is not None:
+            row["ar"] = agree / (k * n)
         table.append(row)
     return table
+
+
+def _nested_counts(acts: Tensor, vals: Tensor, alpha: Tensor, rule: Tensor, cands: Sequence[float],
+                   model_preds: Tensor | None) -> list[tuple[int, Tensor, Tensor, float | None]]:
+    """Per SNt: (K, yes votes [N], sum of margins [N], agreeing (sample, SN) pairs or None).
+
+    `acts` [k, N] are sorted by score (`vals`) best first, so each SNt's set (score > SNt) is a
+    prefix: one pass over the rows, accumulating segment by segment.
+    """
+    n = acts.shape[1]
+    flipped = bool((rule < 0).any())
+    order = sorted(range(len(cands)), key=lambda j: -cands[j])
+    prefix = torch.searchsorted(-vals.contiguous(), -torch.tensor([cands[j] for j in order], dtype=torch.float64))
+    yes = torch.zeros(n, dtype=torch.float64)
+    margin = torch.zeros(n, dtype=torch.float64)
+    agree = 0.0
+    if model_preds is not None:
+        m_yes, m_no = (model_preds == 1).to(torch.float32), (model_preds == 0).to(torch.float32)
+        n_no = float(m_no.sum())
+    out: list[tuple[int, Tensor, Tensor, float | None]] = [None] * len(cands)  # type: ignore[list-item]
+    done = 0
+    for j, p in zip(order, prefix.tolist(), strict=True):
+        for lo in range(done, p, _SWEEP_ROWS):
+            sl = slice(lo, min(lo + _SWEEP_ROWS, p))
+            h = acts[sl]
+            above = torch.empty(h.shape, dtype=torch.bool)
+            greater_than(h, round_down_threshold(alpha[sl], h.dtype)[:, None], above)  # exact: h > alpha
+            if flipped:
+                neg = (rule[sl] < 0)[:, None]
+                above ^= neg
+                margin += (h.to(torch.float32) * rule[sl, None].to(torch.float32)).sum(0, dtype=torch.float64)
+            else:
+                margin += torch.sum(h, dim=0, dtype=torch.float32).to(torch.float64)
+            margin -= float((rule[sl] * alpha[sl]).sum())
+            yes += column_counts(above)[0].to(torch.float64)
+            if model_preds is not None:  # an unparsed model answer (-1) agrees with no SN
+                a = above.to(torch.float32)
+                agree += float((a @ m_yes).sum()) + n_no * a.shape[0] - float((a @ m_no).sum())
+        done = max(done, p)
+        out[j] = (p, yes.clone(), margin.clone(), agree if model_preds is not None else None)
+    return out
 
 
 def choose_snt(table: Sequence[dict[str, Any]], by: str = DEFAULT_CHOOSE_BY) -> dict[str, Any]:

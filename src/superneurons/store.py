@@ -44,7 +44,8 @@ RANGE_KEY = "sample_range"
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 # Manifest fields a resumed run must match exactly, with what to say when one differs.
-_IDENTITY = {"fingerprint": "model", "prompt_template": "prompt template", "token": "token position",
+_IDENTITY = {"world_size": "number of processes (a distributed store: see superneurons.distributed)",
+             "fingerprint": "model", "prompt_template": "prompt template", "token": "token position",
              "max_new_tokens": "max_new_tokens", "layers": "layer set", "dtype": "dtype",
              "shard_size": "shard size", "ids": "sample list (ids/order)", "labels": "labels"}
 
@@ -90,15 +91,27 @@ def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, token: str =
           layers: Iterable[int] | None = None, dtype: str = "float16", shard_size: int = 256,
           batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
           exit_layer: int | None = None, max_new_tokens: int | None = None, require_labels: bool = True,
-          on_shard: Callable[[int, Path], None] | None = None) -> ActivationStore:
+          on_shard: Callable[[int, Path], None] | None = None, prefix_reuse: bool = False,
+          rank_split: bool = True) -> ActivationStore:
     """Capture activations of `samples` into a resumable store at `out_dir`; return it opened.
 
     `layers`/`exit_layer`/`token`/`batch_size` go to `capture`. `dtype`: how activations are
     stored (float16 default; float32 for exact values). Images are validated up front: a bad one
     raises a DataError naming the sample, or with `skip_bad=True` is skipped and listed in the
     manifest's `skipped`. With `require_labels` (probing) the set must hold both yes and no.
-    `on_shard(index, path)` is called after each shard is committed.
+    `on_shard(index, path)` is called after each shard is committed. `prefix_reuse` encodes each
+    image and shared prompt prefix once per shard (`superneurons.prefix`; token "first" only).
+    Under torchrun / accelerate launch (WORLD_SIZE > 1) and with `rank_split`, each process
+    probes its slice and rank 0 merges (`superneurons.distributed.probe_distributed`).
     """
+    if rank_split:
+        from superneurons.distributed import dist_info, probe_distributed
+
+        if dist_info().distributed:
+            return probe_distributed(vlm, samples, out_dir, token=token, layers=layers, dtype=dtype,
+                                     shard_size=shard_size, batch_size=batch_size, progress=progress,
+                                     skip_bad=skip_bad, exit_layer=exit_layer, max_new_tokens=max_new_tokens,
+                                     require_labels=require_labels, on_shard=on_shard, prefix_reuse=prefix_reuse)
     from superneurons import __version__
     from superneurons.capture import DEFAULT_MAX_NEW_TOKENS, TOKENS, capture_batches, resolve_layers
     from superneurons.data.samples import validate_samples
@@ -111,6 +124,8 @@ def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, token: str =
         raise StoreError("--exit-layer needs token 'first': the last token exists only after a full generation")
     if batch_size < 1:
         raise StoreError(f"batch_size={batch_size}; use a positive batch size")
+    if prefix_reuse and token != "first":
+        raise StoreError("prefix reuse needs token 'first' (a shared prompt prefix); drop it for --token last")
     if shard_size < 1:
         raise StoreError(f"shard_size={shard_size}; use a positive number of samples per shard")
     try:
@@ -170,7 +185,13 @@ def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, token: str =
     try:
         for i, start, end in todo:
             parts = []
-            for acts in capture_batches(vlm, good[start:end], token, chosen, exit_layer, batch_size, max_new_tokens):
+            if prefix_reuse:
+                from superneurons.prefix import capture_prefix
+
+                batches = iter([capture_prefix(vlm, good[start:end], chosen, exit_layer, batch_size, warn=False)])
+            else:
+                batches = capture_batches(vlm, good[start:end], token, chosen, exit_layer, batch_size, max_new_tokens)
+            for acts in batches:
                 parts.append(acts)
                 if bar is not None:
                     bar.advance(task, acts.shape[0])

@@ -220,6 +220,8 @@ def test_refuses_what_it_cannot_resume(tiny_llava, samples):
     with pytest.raises(ModelError, match="attention types"):
         check_resumable(fake, 1)
     check_resumable(fake, 3)
+    with pytest.raises(ModelError, match="without max_layer"):
+        check_resumable(SimpleNamespace(max_layer=1, name_or_path="m", text_config=fake.text_config), 3)
     clf = make_classifier(tiny_llava, samples, exit_layer=1)
     clf.token = "last"
     with pytest.raises(DataError, match="'first' token"):

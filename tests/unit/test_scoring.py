@@ -207,10 +207,11 @@ def test_probe_pool_holds_every_near_best_neuron():
     acts[:, 3, 1] = torch.where(y == 1, 1.0, -1.0) + 0.8 * torch.randn(100)
     probe = probe_neurons(acts, y, keep_metric="accuracy", keep_within=0.1, chunk_layers=1)
     acc = probe.scores["accuracy"].reshape(-1)
-    expected = (acc > float(acc.max()) - 0.1 - 1e-9).nonzero().squeeze(1)
+    near = (acc > float(acc.max()) - 0.1 - 1e-9).nonzero().squeeze(1)
+    expected = near[torch.sort(-acc[near], stable=True).indices]  # best first, ties by position
     assert torch.equal(probe.pool_index, expected)
-    flat = acts.reshape(100, -1)
-    assert torch.equal(probe.pool_acts, flat[:, expected])
+    assert torch.equal(probe.pool_scores, acc[expected])
+    assert torch.equal(probe.pool_acts, acts.reshape(100, -1)[:, expected].T)
     assert math.isclose(probe.pool_floor, float(acc.max()) - 0.1, abs_tol=1e-8)
 
 

@@ -75,6 +75,7 @@ def _planted(n: int = 300, seed: int = 0):
 def test_snt_sweep_rows_match_direct_selection_and_aggregation():
     acts, y = _planted()
     model = torch.where(torch.rand(300, generator=torch.Generator().manual_seed(5)) < 0.8, y, 1 - y)
+    model[:7] = -1  # unparsed model answers agree with no SN
     probe = probe_neurons(acts, y, keep_metric="accuracy")
     rows = snt_sweep(probe, model_preds=model)
     best = float(probe.scores["accuracy"].max())
@@ -108,3 +109,20 @@ def test_snt_sweep_with_max_layer_and_explicit_grid():
         snt_sweep(probe, snts=[0.5])
     with pytest.raises(DataError, match="cannot choose by"):
         choose_snt(rows, by="vote_auc")
+
+
+def test_snt_sweep_with_fitted_rules_and_thresholds_matches_direct_aggregation():
+    acts, y = _planted(seed=1)
+    acts[:, 2, 11] = -acts[:, 2, 8] + 0.3  # an anti-correlated copy, off-centre
+    acts = acts.half()
+    probe = probe_neurons(acts, y, polarity="both", per_neuron_alpha=True, keep_metric="accuracy", keep_above=0.55)
+    assert int(probe.scores["rule"][2, 11]) == -1
+    rows = snt_sweep(probe, snts=[0.95, 0.9, 0.8, 0.6])
+    assert [r["k"] for r in rows] == sorted(r["k"] for r in rows) and rows[-1]["k"] > rows[0]["k"]
+    flat = acts.reshape(300, -1)
+    for r in rows:
+        sn = select_super_neurons(probe.scores, snt=r["snt"])
+        assert r["k"] == sn.k
+        h = flat[:, sn.layers * 16 + sn.neurons]
+        assert r["vote_accuracy"] == binary_metrics(vote(sn_votes(h, sn.alpha, sn.rule)), y)["accuracy"]
+        assert r["mean_accuracy"] == binary_metrics(mean(h, sn.alpha, sn.rule), y)["accuracy"]

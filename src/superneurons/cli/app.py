@@ -13,9 +13,12 @@ app = typer.Typer(name="superneurons", no_args_is_help=True, add_completion=Fals
 
 # Each command module defines `register(app)`; add one line per module (keep alphabetical).
 _COMMAND_MODULES: list[str] = [
+    "bench",
     "cascade",
     "datasets",
+    "demo",
     "evaluate",
+    "experiment",
     "predict",
     "probe",
     "select",

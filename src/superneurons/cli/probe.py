@@ -2,9 +2,12 @@
 
     superneurons probe --model M --data D.jsonl --out DIR [--token first|last] [--layers 0-5,8]
         [--exit-layer K] [--limit N] [--balanced N --seed S] [--batch-size B] [--shard-size S]
-        [--dtype float16|float32] [--device auto|cpu|cuda] [--model-dtype auto|float32|...] [--skip-bad]
+        [--dtype float16|bfloat16|float32] [--device auto|cpu|cuda] [--model-dtype auto|float32|...]
+        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad]
 
-Running the same command again resumes an interrupted store.
+Running the same command again resumes an interrupted store. Under `torchrun --nproc_per_node K
+-m superneurons probe ...` (or `accelerate launch`) each process probes its slice of the samples on
+its own GPU and rank 0 writes the merged manifest (see superneurons.distributed).
 """
 
 from __future__ import annotations
@@ -27,17 +30,25 @@ def probe_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the balanced draw."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
     shard_size: int = typer.Option(256, "--shard-size", help="Samples per shard file."),
-    dtype: str = typer.Option("float16", "--dtype", help="Stored dtype: float16 or float32."),
+    dtype: str = typer.Option("float16", "--dtype", help="Stored dtype: float16, bfloat16 or float32 "
+                              "(independent of --model-dtype)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget for --token last."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in the manifest)."),
+    device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a model larger than one "
+                                          "GPU over all GPUs (accelerate); --device is then ignored."),
+    truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers up to --exit-layer "
+                                  "(or the highest of --layers): less memory, same activations."),
+    prefix_reuse: bool = typer.Option(False, "--prefix-reuse", help="Encode each image and the shared prompt "
+                                      "prefix once for all its questions (templates with the image first)."),
 ) -> None:
     """Run the model on every sample and store the residual stream of each layer at one token."""
     from rich.console import Console
 
     from superneurons.capture import parse_layers
     from superneurons.data.samples import balanced_sample, load_samples
+    from superneurons.distributed import init_distributed, rank_device, shutdown_distributed
     from superneurons.errors import DataError, StoreError
     from superneurons.models import load_model
     from superneurons.store import probe
@@ -54,12 +65,40 @@ def probe_command(
         if limit < 1:
             raise DataError(f"--limit {limit}: use a positive number of samples")
         samples = samples[:limit]
+    dist = init_distributed()
+    if not dist.is_main:  # rank 0 speaks for the job
+        console = Console(stderr=True, quiet=True)
+    extra: dict[str, str] = {}
+    if device_map is not None:
+        if dist.distributed:
+            raise StoreError("--device-map spreads one model over all GPUs; under torchrun each process already "
+                             "has its own GPU: drop --device-map, or run one process")
+        extra["device_map"] = device_map
+    max_layer = None
+    if truncate:
+        if token != "first" or (exit_layer is None and (not layer_list or min(layer_list) < 0)):
+            raise StoreError("--truncate needs --token first and --exit-layer K or non-negative --layers "
+                             "(it loads decoder layers 0..K only)")
+        max_layer = exit_layer if exit_layer is not None else max(layer_list or [0])
     console.print(f"loading [bold]{model}[/] ...")
-    vlm = load_model(model, dtype=model_dtype, device=device)
-    console.print(f"{vlm!r}: probing {len(samples)} samples from {data}")
-    store = probe(vlm, samples, out, token=token, layers=layer_list, exit_layer=exit_layer, dtype=dtype,
-                  shard_size=shard_size, batch_size=batch_size, skip_bad=skip_bad,
-                  max_new_tokens=max_new_tokens, progress=True)
+    vlm = load_model(model, dtype=model_dtype, device=rank_device(device, dist), max_layer=max_layer, **extra)
+    if max_layer is not None:
+        console.print(f"truncated: {vlm.load_report.summary()}")
+    if prefix_reuse:
+        from superneurons.prefix import prefix_reuse_support
+
+        ok, why = prefix_reuse_support(vlm)
+        console.print(f"prefix reuse: {why}" if ok else f"[yellow]prefix reuse off[/]: {why}")
+    where = f" on {dist.world_size} processes" if dist.distributed else ""
+    console.print(f"{vlm!r}: probing {len(samples)} samples from {data}{where}")
+    try:
+        store = probe(vlm, samples, out, token=token, layers=layer_list, exit_layer=exit_layer, dtype=dtype,
+                      shard_size=shard_size, batch_size=batch_size, skip_bad=skip_bad,
+                      max_new_tokens=max_new_tokens, progress=True, prefix_reuse=prefix_reuse)
+    finally:
+        shutdown_distributed()
+    if not dist.is_main:
+        return
     skipped = store.manifest["skipped"]
     for item in skipped:
         console.print(f"[yellow]skipped[/] {item['id']}: {item['reason']}")

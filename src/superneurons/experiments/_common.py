@@ -47,6 +47,11 @@ STORE_DIR = "acts-{token}-{key}"
 AGGREGATIONS: tuple[str, ...] = ("mean", "vote")
 METRIC_COLUMNS: tuple[str, ...] = (*METRICS, "yes_ratio")
 REPORT_EXTRA = "pip install superneurons[report]"
+#: Display names of columns (paper style); others print as they are.
+HEADERS: dict[str, str] = {"accuracy": "Acc.", "precision": "Prec.", "recall": "Recall", "f1": "F1",
+                           "yes_ratio": "Yes %", "exit_layer": "L*", "seconds_per_sample": "s/sample",
+                           "n_datasets": "#datasets", "accuracy_std": "Acc. std", "f1_std": "F1 std",
+                           "early_exit": "early exit"}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -145,9 +150,14 @@ class ExperimentResult:
             return f"{v:.4g}"
         return str(v)
 
+    @staticmethod
+    def header(col: str) -> str:
+        """The display name of a column (paper style: Acc., Prec., Recall, F1, L*)."""
+        return HEADERS.get(col, col)
+
     def to_markdown(self) -> str:
         lines = [f"## {self.title}", "", f"Paper: {self.paper}.", ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("| " + " | ".join(self.header(c) for c in self.columns) + " |")
         lines.append("|" + "---|" * len(self.columns))
         for r in self.rows:
             lines.append("| " + " | ".join(self.cell(r, c) for c in self.columns) + " |")
@@ -291,6 +301,21 @@ def samples_key(samples: Sequence[Sample], *extra: Any) -> str:
     return h.hexdigest()[:20]
 
 
+def weights_signature(vlm: VLM) -> str:
+    """A cheap hash of the weights (final norm + a strided sample of the embeddings), so a cache
+    folder is not reused across checkpoints that share a config (e.g. a retrained model)."""
+    h = hashlib.sha1()
+    with torch.no_grad():
+        emb = vlm.model.get_input_embeddings().weight.reshape(-1)
+        parts = [emb[:: max(1, emb.numel() // 4096)]]
+        norm = getattr(vlm.language_model, "norm", None)
+        if norm is not None and getattr(norm, "weight", None) is not None:
+            parts.append(norm.weight.reshape(-1))
+        for t in parts:
+            h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class ModelRun:
     """The model's generated answers to a sample list, POPE-parsed (`preds`: 1/0 per sample)."""
@@ -318,6 +343,7 @@ class Workspace:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self._tmp)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._answers: dict[str, ModelRun] = {}
+        self._weights: str | None = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -331,7 +357,10 @@ class Workspace:
             self._tmp = None
 
     def _model_key(self) -> list[Any]:
-        return [self.vlm.fingerprint.get("config_hash"), self.vlm.prompt_template]
+        if self._weights is None:
+            self._weights = weights_signature(self.vlm)
+        return [self.vlm.fingerprint.get("config_hash"), self.vlm.prompt_template, str(self.vlm.dtype),
+                self._weights]
 
     def store(self, samples: Sequence[Sample], token: str | None = None) -> ActivationStore:
         """The activation store of `samples` (all layers) at `token`, captured once and cached."""

@@ -102,7 +102,7 @@ def _plot(masks: Mapping[str, Tensor], layers: Sequence[int], out_dir: Path, met
     ax = axes[0, 0]
     im = ax.imshow(count.numpy(), aspect="auto", interpolation="nearest", cmap="viridis", origin="lower",
                    vmin=0, vmax=len(names))
-    fig.colorbar(im, ax=ax, label="datasets beaten")
+    fig.colorbar(im, ax=ax, label="datasets beaten", ticks=range(len(names) + 1))
     ax.set(title="datasets on which each neuron beats the model", xlabel="neuron", ylabel="layer")
     if len(layers) <= 40:
         ax.set_yticks(range(len(layers)), [str(v) for v in layers])
@@ -111,6 +111,8 @@ def _plot(masks: Mapping[str, Tensor], layers: Sequence[int], out_dir: Path, met
     ax.scatter(di.numpy(), [layers[i] for i in li.tolist()], s=12, c="C3")
     ax.set(xlim=(-0.5, count.shape[1] - 0.5), ylim=(min(layers) - 0.5, max(layers) + 0.5), xlabel="neuron",
            ylabel="layer", title=f"beat the model on all {len(names)} ({int(every.sum())} neurons)")
+    if len(layers) <= 40:
+        ax.set_yticks(list(layers), [str(v) for v in layers])
     ax = axes[0, 2]
     pair = torch.tensor([[int((masks[a] & masks[b]).sum()) for b in names] for a in names])
     ax.imshow(pair.numpy(), cmap="Blues")

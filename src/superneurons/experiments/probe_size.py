@@ -115,7 +115,10 @@ def plot_probe_size(rows: Sequence[dict[str, Any]], out_dir: Path, name: str = "
             if model:
                 ax.axhline(100 * model[0], linestyle="--", color=color, linewidth=1, label=f"{ds} model")
         ax.set_xscale("log")
-        ax.set(title=metric, xlabel="probing set size N", ylabel=f"{metric} (%)")
+        ticks = sorted({r["N"] for r in rows if r.get("N")})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set(title=metric, xlabel="probing set size N", ylabel=f"{metric} (%)", ylim=(0, 102))
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle("Super Neurons vs probing set size (dashed: the model)")

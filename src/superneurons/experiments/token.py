@@ -3,8 +3,9 @@
 "first" is the last prompt position, the state that produces the first answer token: the forward
 can stop after the deepest SN layer L*. "last" is the final token of the model's greedy answer
 (its EOS, or the last of max_new_tokens): the whole answer must be generated first. For each, SNs
-are found on the probing set (mean and vote), then answer the validation set through the public
-classifier (`SuperNeuronClassifier.predict`), timed per sample, beside the model's generation.
+are found on the probing set (mean and vote), then answer the validation set from a fresh capture
+of their layers only (early exit at L* for the first token), timed per sample, beside the model's
+generation.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import Tensor
+
+from superneurons.capture import capture
 from superneurons.errors import DataError
 from superneurons.experiments._common import (
     Dataset,
@@ -24,7 +29,23 @@ from superneurons.experiments._common import (
     metric_row,
 )
 
+if TYPE_CHECKING:
+    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.data.samples import Sample
+
 TOKENS: tuple[str, ...] = ("first", "last")
+
+
+def answer(ws: Workspace, clf: SuperNeuronClassifier, samples: Sequence[Sample]) -> Tensor:
+    """The classifier's answers from a fresh capture (what a user's inference runs, timed by the caller):
+    SN layers only, stopping after L* for the first token; for the last token, generation with the
+    same budget as the probing store (`max_new_tokens`)."""
+    first = clf.token == "first"
+    acts = capture(ws.vlm, samples, token=clf.token, layers=clf.layers_needed,
+                   exit_layer=clf.exit_layer if first else None, batch_size=ws.options.batch_size,
+                   progress=False, max_new_tokens=ws.options.max_new_tokens)
+    pos = torch.tensor([clf.layers_needed.index(int(v)) for v in clf.sns.layers])
+    return clf.predict_from_acts(acts[:, pos, clf.sns.neurons]).preds
 
 
 def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None,
@@ -44,9 +65,9 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
             for how, fit in ws.fit_both(ws.store(probe, token=tok)).items():
                 clf = fit.classifier
                 t0 = time.perf_counter()
-                out = clf.predict(ws.vlm, val, batch_size=o.batch_size)
+                preds = answer(ws, clf, val)
                 sec = (time.perf_counter() - t0) / len(val)
-                rows.append(metric_row(out.preds, y, dataset=ds.name, token=tok, method=f"SNs ({how})",
+                rows.append(metric_row(preds, y, dataset=ds.name, token=tok, method=f"SNs ({how})",
                                        exit_layer=clf.exit_layer, early_exit=tok == "first", k=clf.sns.k,
                                        seconds_per_sample=sec, speedup=model["seconds_per_sample"] / sec))
     result = ExperimentResult(

@@ -293,7 +293,7 @@ def table2(results: dict[str, Any]) -> Table:
     if mcq:
         rows = []
         for key, name, baseline in (("model_first_token", "Model (first-token logits)", True),
-                                    ("sns_mean", "SNs (mean)", False), ("sns_vote", "SNs (fraction)", False)):
+                                    ("sns_mean", "SNs (mean)", False), ("sns_vote", "SNs (vote fraction)", False)):
             cells = [pct(fr[f]["val"]["mcq"].get(key, {}).get("accuracy")) if f in mcq else Cell(_DASH)
                      for f in fams]
             rows.append(Row("MCQ question acc.", name, cells, baseline=baseline))
@@ -356,13 +356,13 @@ def table5(results: dict[str, Any], family: str | None = None) -> Table:
         rows.append(Row(MODEL_NAME, "first-token logits", [text("no"), text(str(num_layers - 1)),
                         pct(methods["model_first_token"]["accuracy"]), pct(methods["model_first_token"]["f1"]),
                         runtime(secs.get("model_first_token"))], baseline=True))
-    sets = [(fr["chosen"], val)]
+    sets = [("", fr["chosen"], val)]
     if fr.get("early") and fr["early"].get("val"):
-        sets.append((fr["early"]["chosen"], fr["early"]["val"]))
-    for chosen, res in sets:
+        sets.append((f"L* <= {fr['early']['max_layer']}, ", fr["early"]["chosen"], fr["early"]["val"]))
+    for prefix, chosen, res in sets:
         for key, agg in (("sns_vote", "maj. vote"), ("sns_mean", "mean")):
             m = res["methods"][key]
-            rows.append(Row("SNs", f"SNt = {_snt_text(chosen)} ({agg})",
+            rows.append(Row("SNs", f"{prefix}SNt = {_snt_text(chosen)} ({agg})",
                             [text("no"), text(str(res["classifier"]["exit_layer"])), pct(m["accuracy"]),
                              pct(m["f1"]), runtime(res["seconds"].get("sns"))]))
     t.rows = rows
@@ -399,5 +399,6 @@ def bench_table(bench: dict[str, Any], title: str | None = None) -> Table:
             cells.append(Cell(f"{r['seconds_per_sample'] / by_key[bare]['seconds_per_sample']:.2f}"))
         else:
             cells.append(Cell(_DASH))
-        t.rows.append(Row(r["group"], r["label"], cells, baseline=r["group"] == "model"))
+        group = r["group"] if r["group"] in ("model", "input") else f"exit after layer {r['exit_layer']}"
+        t.rows.append(Row(group, r["label"], cells, baseline=r["group"] == "model"))
     return t

@@ -1,0 +1,62 @@
+"""`superneurons demo`: the paper's main tables and figures on the shipped demo VLM, in one command.
+
+    superneurons demo [--out DIR] [--quick] [--seed S] [--model M] [--family F ...] [--probe N] [--val N]
+        [--experiments all|core|none] [--no-cascade] [--no-bench] [--batch-size B] [--max-new-tokens 128]
+        [--device auto] [--threads T]
+
+Writes DIR/report.html (self-contained), DIR/report.md, DIR/results.json and DIR/figures/, and
+prints Tab. 1, Tab. 2, Tab. 5 and the runtime comparison.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def demo_command(
+    out: Path = typer.Option(Path("superneurons_demo"), "--out", "-o", help="Output folder (created)."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes (a couple of minutes; CI)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the benchmark and of the balanced probing draw."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: the shipped "
+                                     "demo model)."),
+    families: list[str] | None = typer.Option(None, "--family", help="Question family (repeatable); default all."),
+    n_probe: int | None = typer.Option(None, "--probe", help="Probing samples per family (default 500; quick 40)."),
+    n_val: int | None = typer.Option(None, "--val", help="Validation samples per family (default 300; quick 24)."),
+    experiments: str = typer.Option("all", "--experiments", help="all, core (overlap + probe-size) or none."),
+    cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="Run the cascade sweep on presence."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Run the runtime comparison."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget of the model baseline."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+) -> None:
+    """Reproduce Tab. 1 / 2 / 5 and the paper's figures on the demo model and a fresh synthetic benchmark."""
+    import json
+
+    from rich.console import Console
+
+    from superneurons.report.demo import run_demo
+    from superneurons.report.tables import bench_table, table1, table2, table5
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    paths = run_demo(out, quick=quick, seed=seed, model=model, families=families or None, n_probe=n_probe,
+                     n_val=n_val, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
+                     experiments=experiments, cascade=cascade, bench=bench)
+    results = json.loads(paths["json"].read_text(encoding="utf-8"))
+    console = Console()
+    for table in (table1(results), table2(results), table5(results, results.get("tab5_family"))):
+        console.print(table.to_rich())
+    if results.get("bench"):
+        console.print(bench_table(results["bench"]).to_rich())
+    console.print(f"[green]wrote[/] {paths['html']}, {paths['markdown']}, {paths['json']} "
+                  f"in {results['meta']['seconds'] / 60:.1f} min")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `demo` to the app."""
+    app.command("demo")(demo_command)

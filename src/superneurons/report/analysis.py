@@ -1,0 +1,201 @@
+"""What the demo measures for one question family, as JSON-able dicts (the numbers behind the report).
+
+- `analyse_probe(acts, model_preds)`: Alg. 1 on the probing set (a store or tensor), in one pass: every
+  neuron scored on accuracy / precision / recall / F1 (alpha = 0), the best single neuron per
+  metric (Tab. 1), the paper's SNt sweep and the chosen SNt (Tab. 2), AR@SNt over a wider SNt
+  range (Fig. 4), the neurons beating the model per layer and where they are (Fig. 3b, App.
+  Fig. 1), the alpha sweep (Fig. 3a) and an early-exit SN set restricted to layers <= a cap.
+- `validate(vlm, samples, clf, ...)`: Alg. 2 on the validation set through the library's public
+  inference path (`SuperNeuronClassifier.predict`, early exit at L*, timed), aggregated both ways
+  (mean, majority vote), next to the model's generated answers (POPE and strict parsers) and its
+  first-token logits; agreement rates (eq. 7) and MCQ question-level accuracy. The result has the
+  layout of `superneurons.evaluate.evaluate` ("methods", "agreement", "seconds", ...).
+
+A neuron "beats the model" when its probe accuracy is strictly above the accuracy of the model's
+generated answers on the same samples (as `superneurons.experiments.overlap.beating_masks`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from superneurons.errors import DataError
+from superneurons.metrics import METRICS, binary_metrics
+from superneurons.scoring import DEFAULT_ALPHAS, alpha_sweep, probe_neurons
+from superneurons.selection import (
+    DEFAULT_DEPTH,
+    DEFAULT_STEP,
+    SuperNeurons,
+    choose_snt,
+    select_super_neurons,
+    snt_candidates,
+    snt_sweep,
+)
+
+if TYPE_CHECKING:
+    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.data.samples import Sample
+    from superneurons.models.base import VLM
+
+#: how far below the best neuron the AR@SNt curve (Fig. 4) goes, in score units
+AR_SPAN = 0.25
+CHOOSE_BY = "vote_accuracy"
+METRIC = "accuracy"
+
+
+@dataclass
+class ProbeAnalysis:
+    """`summary` (JSON-able) plus the selected SN sets (chosen SNt; early-exit set or None)."""
+
+    summary: dict[str, Any]
+    sns: SuperNeurons
+    early: SuperNeurons | None
+
+
+def _neuron_row(scores: dict[str, torch.Tensor], layer_ids: Sequence[int], sns: SuperNeurons) -> dict[str, Any]:
+    layer, neuron = int(sns.layers[0]), int(sns.neurons[0])
+    row = list(layer_ids).index(layer)
+    return {"layer": layer, "neuron": neuron, **{m: float(scores[m][row, neuron]) for m in METRICS}}
+
+
+def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | Sequence[int] | None = None, *,
+                  alpha: float = 0.0, step: float = DEFAULT_STEP, depth: float = DEFAULT_DEPTH,
+                  choose_by: str = CHOOSE_BY, early_max_layer: int | None = 2, ar_span: float = AR_SPAN,
+                  alphas: Sequence[float] = DEFAULT_ALPHAS) -> ProbeAnalysis:
+    """Alg. 1 and the probe-set figures for one family (see the module docstring).
+
+    `acts` is an activation store or a `Tensor[N, L, D]`; `labels` (1/0 per sample) default to
+    the store's; `model_preds` are the model's parsed answers (1/0) on the same samples, in order.
+    """
+    if labels is None:
+        if not hasattr(acts, "labels"):
+            raise DataError("labels are missing; pass labels (1 yes / 0 no per sample) with a plain tensor")
+        labels = acts.labels
+    y = torch.as_tensor(labels).long().reshape(-1)
+    preds = torch.as_tensor(list(model_preds)).long()
+    if preds.numel() != y.numel():
+        raise DataError(f"{preds.numel()} model answers for {y.numel()} probe samples; answer every sample")
+    model = binary_metrics(preds, y)
+    probe = probe_neurons(acts, y, alpha, METRICS, keep_metric=METRIC, keep_within=max(ar_span, depth))
+    scores = probe.scores
+    layer_ids = scores.layers
+    best_sn = {m: _neuron_row(scores, layer_ids, select_super_neurons(scores, metric=m, top_k=1))
+               for m in (METRIC, "f1")}
+    sweep = snt_sweep(probe, metric=METRIC, step=step, depth=depth, model_preds=preds)
+    chosen = choose_snt(sweep, by=choose_by)
+    sns = select_super_neurons(scores, metric=METRIC, snt=chosen["snt"])
+    best = float(scores[METRIC].max())
+    ar_curve = snt_sweep(probe, metric=METRIC, snts=snt_candidates(best, step, ar_span), model_preds=preds)
+    beats = scores[METRIC] > model["accuracy"]  # [L, D]
+    li, di = beats.nonzero(as_tuple=True)
+    n_layers = max(layer_ids) + 1
+    per_layer = [0] * n_layers
+    for row, count in enumerate(beats.sum(dim=1).tolist()):
+        per_layer[layer_ids[row]] = int(count)
+    summary: dict[str, Any] = {
+        "n": int(y.numel()), "model": model, "best_sn": best_sn, "sweep": sweep, "chosen": chosen,
+        "ar_curve": [{k: r.get(k) for k in ("snt", "k", "exit_layer", "ar", "vote_accuracy", "mean_accuracy")}
+                     for r in ar_curve],
+        "beating": {"count": int(beats.sum()), "per_layer": per_layer,
+                    "neurons": [[layer_ids[int(a)], int(b)] for a, b in zip(li, di, strict=True)]},
+        "alpha_sweep": alpha_sweep(acts, y, alphas=alphas, metric=METRIC),
+        "early": None,
+    }
+    early = None
+    if early_max_layer is not None and early_max_layer < max(layer_ids):
+        probe_e = probe_neurons(acts, y, alpha, METRICS, max_layer=early_max_layer, keep_metric=METRIC,
+                                keep_within=depth)
+        sweep_e = snt_sweep(probe_e, metric=METRIC, step=step, depth=depth, max_layer=early_max_layer,
+                            model_preds=preds)
+        if any(r.get("k") for r in sweep_e):
+            chosen_e = choose_snt(sweep_e, by=choose_by)
+            early = select_super_neurons(probe_e.scores, metric=METRIC, snt=chosen_e["snt"],
+                                         max_layer=early_max_layer)
+            summary["early"] = {"max_layer": early_max_layer, "sweep": sweep_e, "chosen": chosen_e}
+    return ProbeAnalysis(summary=summary, sns=sns, early=early)
+
+
+def validate(vlm: VLM, samples: Sequence[Sample], clf: SuperNeuronClassifier, *,
+             generated: tuple[Sequence[int], Sequence[str], float] | None = None, first_token: bool = True,
+             batch_size: int = 8) -> dict[str, Any]:
+    """Alg. 2 on labelled `samples` with the model baselines (see the module docstring).
+
+    `generated` = (POPE-parsed answers, texts, seconds) of the model's greedy generation on the
+    same samples (e.g. `Workspace.model_answers`), so the slow generation is not run twice.
+    """
+    from superneurons.aggregation import agreement_rate, sn_votes
+    from superneurons.baselines import first_token_margins, parse_answers
+
+    if not samples:
+        raise DataError("validate() got no samples")
+    y = torch.tensor([s.y for s in samples])
+    t0 = time.perf_counter()
+    out = clf.predict(vlm, samples, batch_size=batch_size)
+    seconds = {"sns": time.perf_counter() - t0}
+    preds: dict[str, torch.Tensor] = {}
+    scores: dict[str, torch.Tensor] = {}
+    for how in ("mean", "vote"):
+        o = clf.predict_from_acts(out.acts, how)
+        preds[f"sns_{how}"], scores[f"sns_{how}"] = o.preds, o.scores
+    if generated is not None:
+        gen_preds, texts, gen_seconds = generated
+        preds["model_generation"] = torch.as_tensor(list(gen_preds)).long()
+        preds["model_generation_strict"] = torch.tensor(parse_answers(list(texts), "strict"))
+        seconds["model_generation"] = float(gen_seconds)
+    if first_token:
+        t0 = time.perf_counter()
+        margins = first_token_margins(vlm, samples, batch_size=batch_size)
+        seconds["model_first_token"] = time.perf_counter() - t0
+        preds["model_first_token"] = (margins > 0).long()
+        scores["model_first_token"] = margins
+    votes = sn_votes(out.acts, clf.sns.alpha, clf.sns.rule).long()
+    agreement: dict[str, float] = {}
+    for ref in ("model_generation", "model_first_token"):
+        if ref in preds:
+            agreement[f"sns_vs_{ref}"] = agreement_rate(votes, preds[ref])
+            for how in ("mean", "vote"):
+                agreement[f"sns_{how}_vs_{ref}"] = agreement_rate(preds[f"sns_{how}"], preds[ref])
+    result: dict[str, Any] = {
+        "n": len(samples),
+        "classifier": {"k": clf.sns.k, "exit_layer": clf.exit_layer, "layers": clf.layers_needed,
+                       "snt": clf.sns.snt, "metric": clf.sns.metric, "token": clf.token},
+        "methods": {name: binary_metrics(p, y) for name, p in preds.items()},
+        "seconds": seconds, "agreement": agreement,
+    }
+    mcq = _mcq(samples, scores)
+    if mcq:
+        result["mcq"] = mcq
+    return result
+
+
+def _mcq(samples: Sequence[Sample], scores: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Question-level accuracy (highest-scoring option wins) when every sample has a question id."""
+    from superneurons.mcq_eval import QUESTION_KEY, mcq_accuracy
+
+    if not samples or not all(QUESTION_KEY in s.meta for s in samples):
+        return {}
+    qids = [str(s.meta[QUESTION_KEY]) for s in samples]
+    labels = [s.y for s in samples]
+    out: dict[str, Any] = {}
+    for name, sc in scores.items():
+        try:
+            out[name] = mcq_accuracy(sc, qids, labels).to_dict()
+        except DataError as exc:  # e.g. a subset without whole questions
+            out[name] = {"error": str(exc)}
+    return out
+
+
+def families_matching_model(results: dict[str, Any]) -> list[str]:
+    """Families whose SNs (mean or vote) match or beat the model's generated answers in accuracy."""
+    out = []
+    for f in results["families"]:
+        m = results["family"][f]["val"]["methods"]
+        if "model_generation" in m and max(m["sns_mean"]["accuracy"], m["sns_vote"]["accuracy"]) \
+                >= m["model_generation"]["accuracy"]:
+            out.append(f)
+    return out
