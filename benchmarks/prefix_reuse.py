@@ -58,7 +58,7 @@ def pope_samples(root: Path, images: int, per_image: int, seed: int = 0) -> list
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--path", default=DEFAULT_PATH)
-    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--questions", type=int, default=6, help="questions per image")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -4,18 +4,21 @@ Writes a random fp16 activation store (the `superneurons.store` layout: manifest
 shards), then in a fresh process measures:
 - the time to read the store once (`iter_layer_chunks`, the same chunks scoring reads),
 - the time of `probe_neurons` (accuracy, precision, recall, F1 of every neuron, streamed over the
-  store, keeping the near-best neurons) + a full SNt sweep (the paper's 3 points in steps of 1,
-  and in steps of 0.1 point),
+  store, keeping the neurons the sweep can select) + a full SNt sweep (the paper's protocol:
+  3 points below the best neuron in steps of 1 point, or `--step 0.001` for 0.1 point),
 and prints their ratio (target <= 2x) and the peak memory (max RSS of the measuring process)
-against the fp16 tensor size (target < 3x).
+against the fp16 tensor size (target < 3x). The machine's load average is printed too: on a
+shared CPU every figure moves with it.
 
-    python benchmarks/scoring_scale.py [--n 3000 --layers 32 --hidden 4096] [--dir /tmp/sn-bench] [--keep]
+    python benchmarks/scoring_scale.py [--n 3000 --layers 32 --hidden 4096] [--step 0.01] [--threads T]
+        [--dir /tmp/sn-bench-store] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -59,7 +62,7 @@ def _rss_mib() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(directory: Path, chunk_layers: int) -> dict[str, float]:
+def measure(directory: Path, chunk_layers: int, step: float) -> dict[str, float]:
     """Read once, score + sweep, read again; timings and peak RSS of this process."""
     from superneurons.metrics import METRICS
     from superneurons.scoring import probe_neurons
@@ -78,20 +81,17 @@ def measure(directory: Path, chunk_layers: int) -> dict[str, float]:
     t_read_1 = read_once()
     t0 = time.perf_counter()
     probe = probe_neurons(store, None, 0.0, METRICS, chunk_layers=chunk_layers, keep_metric="accuracy",
-                          keep_within=0.03)
+                          keep_within=0.03, keep_step=step)
     t_score = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rows = snt_sweep(probe, metric="accuracy", step=0.01, depth=0.03)
+    rows = snt_sweep(probe, metric="accuracy", step=step, depth=0.03)
     t_sweep = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows_fine = snt_sweep(probe, metric="accuracy", step=0.001, depth=0.03)
-    t_sweep_fine = time.perf_counter() - t0
     t_read_2 = read_once()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"t_read_1": t_read_1, "t_read_2": t_read_2, "t_score": t_score, "t_sweep": t_sweep,
-            "t_sweep_fine": t_sweep_fine, "peak_rss_mib": peak, "base_rss_mib": base_rss,
-            "pool": int(probe.pool_index.numel()), "best": float(probe.scores["accuracy"].max()),
-            "candidates": len(rows), "candidates_fine": len(rows_fine), "threads": torch.get_num_threads()}
+            "peak_rss_mib": peak, "base_rss_mib": base_rss, "pool": int(probe.pool_index.numel()),
+            "best": float(probe.scores["accuracy"].max()), "candidates": len(rows),
+            "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -100,12 +100,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--chunk-layers", type=int, default=4)
+    ap.add_argument("--step", type=float, default=0.01, help="SNt sweep step (0.01 = 1 point).")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/sn-bench-store"))
     ap.add_argument("--keep", action="store_true", help="Keep the store folder afterwards.")
     ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure_only:  # child process: its peak RSS is the scoring's, not the writer's
-        print(json.dumps(measure(args.dir, args.chunk_layers)))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(measure(args.dir, args.chunk_layers, args.step)))
         return
 
     fp16_mib = args.n * args.layers * args.hidden * 2 / 2**20
@@ -115,7 +119,7 @@ def main() -> None:
         write_store(args.dir, args.n, args.layers, args.hidden)
         print(f"written in {time.perf_counter() - t0:.1f}s")
         cmd = [sys.executable, __file__, "--measure-only", "--dir", str(args.dir), "--chunk-layers",
-               str(args.chunk_layers)]
+               str(args.chunk_layers), "--step", str(args.step)] + (["--threads", str(args.threads)] if args.threads else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
     finally:
@@ -126,13 +130,12 @@ def main() -> None:
     print(f"read the store once:          {r['t_read_1']:.2f}s, again {r['t_read_2']:.2f}s (using {t_read:.2f}s)")
     print(f"score_neurons (4 metrics):    {r['t_score']:.2f}s  (includes reading; best accuracy {r['best']:.4f}, "
           f"{r['pool']} neurons kept for the sweep)")
-    print(f"SNt sweep, step 1 point:      {r['t_sweep']:.2f}s  ({r['candidates']} candidates)")
-    print(f"SNt sweep, step 0.1 point:    {r['t_sweep_fine']:.2f}s  ({r['candidates_fine']} candidates)")
-    print(f"ratio (score + sweep) / read: {work / t_read:.2f}x  (target <= 2x; with the fine sweep too: "
-          f"{(work + r['t_sweep_fine']) / t_read:.2f}x)")
+    print(f"SNt sweep ({100 * args.step:g}-point steps):".ljust(30) + f"{r['t_sweep']:.2f}s  ({r['candidates']} candidates)")
+    print(f"ratio (score + sweep) / read: {work / t_read:.2f}x  (target <= 2x)")
     print(f"peak RSS of the measuring process: {r['peak_rss_mib']:.0f} MiB = {r['peak_rss_mib'] / fp16_mib:.2f}x "
           f"the fp16 tensor (target < 3x); {r['base_rss_mib']:.0f} MiB of it before reading (torch, store "
-          f"manifest); torch threads: {r['threads']}")
+          f"manifest)")
+    print(f"torch threads: {r['threads']}; load average during the run: {r['load']:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

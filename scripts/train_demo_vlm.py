@@ -53,7 +53,8 @@ CHAT_TEMPLATE = (
     "{%- if message['role'] == 'user' -%}"
     "USER: {% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}{% endif %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image> {% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}{% endif %}"
     "{%- elif message['role'] == 'assistant' -%}"
     " ASSISTANT: {% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}</s> "
@@ -205,7 +206,7 @@ def build_model_and_processor(args, tokenizer):
 
 def prompt_text(question: str) -> str:
     """The chat template's output with the image expanded, as the processor builds it."""
-    return f"USER: {question} " + IMAGE_TOKEN * N_PATCH + " ASSISTANT:"
+    return f"USER: {question} " + IMAGE_TOKEN * N_PATCH + f" {question} ASSISTANT:"
 
 
 # ---------------------------------------------------------------- scene tensors and dense labels
@@ -361,7 +362,7 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
     for i, (p, s) in enumerate(zip(enc, seqs, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         attn[i, : len(s)] = 1
-        labels[i, len(p) - 1: len(s) - 1] = torch.tensor(s[len(p):])
+        labels[i, len(p): len(s)] = torch.tensor(s[len(p):])  # shifted by one in lm_loss
         if items[i][2] != "open":
             weight[i] = args.yn_weight
     counts = patch_counts(scenes)
@@ -380,13 +381,20 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
 
 def lm_loss(model, aux_head, batch, args, image_id: int):
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                pixel_values=batch["pixel_values"], output_hidden_states=args.aux_weight > 0)
+                pixel_values=batch["pixel_values"], output_hidden_states=True)
     logits = out.logits[:, :-1]
     tgt = batch["labels"][:, 1:]
     tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none").view(tgt.shape)
     m = (tgt != -100).float()
     per = (tok * m).sum(1) / m.sum(1).clamp(min=1)
     loss = (per * batch["weight"]).sum() / batch["weight"].sum()
+    if args.deep_weight > 0:
+        # deep supervision: the answer read out (final norm + tied head) after every decoder layer >= 2
+        lm = model.model.language_model
+        pos = tgt != -100
+        ans = tgt[pos]
+        deep = [F.cross_entropy(model.lm_head(lm.norm(h[:, :-1][pos])), ans) for h in out.hidden_states[2:-1]]
+        loss = loss + args.deep_weight * torch.stack(deep).mean()
     aux_loss = torch.tensor(0.0)
     if args.aux_weight > 0:
         h = out.hidden_states[args.aux_layer]
@@ -496,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--easy-frac", type=float, default=0.15)
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
+    ap.add_argument("--deep-weight", type=float, default=0.5)
+    ap.add_argument("--stage0-from", type=Path, default=None, help="reuse a stage-0 vision tower (<work>/stage0.pt)")
     ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
     ap.add_argument("--time-budget", type=float, default=40 * 60,
                     help="seconds for stages 0+1; stage 1 schedules lr/curriculum by wall time to end in it (0: by steps)")
@@ -546,6 +556,12 @@ def main(argv: list[str] | None = None) -> None:
                     "aux_head": aux_head.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed()}, ckpt_path)
 
     # ---- stage 0: vision tower with dense per-patch labels
+    if stage == 0 and args.stage0_from is not None:
+        s0 = torch.load(args.stage0_from, weights_only=False)
+        vt.load_state_dict(s0["vision_tower"])
+        elapsed_before += s0["elapsed"]
+        stage = 1
+        log(f"stage 0 reused from {args.stage0_from} ({s0['elapsed']:.0f}s counted)", fh)
     if stage == 0:
         opt = torch.optim.AdamW(list(vt.parameters()) + list(head0.parameters()), lr=2e-3, weight_decay=0.0)
         if state and state["stage"] == 0:
@@ -571,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
                 save_ckpt(0, step + 1, opt)
         stage, step0, state = 1, 0, None
         save_ckpt(1, 0, torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]))
+        torch.save({"vision_tower": vt.state_dict(), "elapsed": elapsed()}, args.work / "stage0.pt")
         log(f"stage0 done at {elapsed():.0f}s", fh)
 
     # ---- stage 1: the whole LLaVA

@@ -260,7 +260,7 @@ def fit_classifier(store: Any, metric: str = "accuracy", snt: float | None = Non
         raise DataError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
     probe = probe_neurons(store, None, alpha, METRICS, polarity=polarity, per_neuron_alpha=per_neuron_alpha,
                           rule_metric=metric, max_layer=max_layer, chunk_layers=chunk_layers,
-                          keep_metric=metric, keep_within=depth)
+                          keep_metric=metric, keep_within=depth, keep_step=step)
     sweep = snt_sweep(probe, metric=metric, step=step, depth=depth, max_layer=max_layer)
     chosen = None
     if snt is None and top_k is None:

@@ -171,52 +171,80 @@ def round_down_threshold(alpha: float | Tensor, dtype: torch.dtype) -> Tensor:
     return a_d
 
 
-def greater_than(x: Tensor, thr: Tensor, out: Tensor) -> Tensor:
-    """`out = x > thr` for `thr` already in x's dtype (see `round_down_threshold`).
+def _comparable(x: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
+    """(x, thr) or their int16 bit patterns, whichever compares faster with the same answer.
 
-    For fp16/bf16 and a non-negative threshold (sign bit clear, e.g. the paper's alpha = 0), the
-    comparison runs on the int16 bit patterns: non-negative floats sort like their bit patterns
-    and negative ones have negative patterns, so the answer is identical for finite values and
-    about 1.7x faster on CPU than a half-precision comparison. (A NaN activation, which capture
-    never stores, would count as above such a threshold.)
+    For fp16/bf16 and a non-negative threshold (sign bit clear, e.g. the paper's alpha = 0),
+    non-negative floats sort like their bit patterns and negative ones have negative patterns,
+    so `x > thr` is identical for finite values and about 1.7x faster on CPU than a
+    half-precision comparison. (A NaN activation, which capture never stores, would count as
+    above such a threshold.)
     """
     if x.dtype in (torch.float16, torch.bfloat16) and x.stride(-1) == 1:
         bits = thr.contiguous().view(torch.int16)
         if bool((bits >= 0).all()):
-            return torch.gt(x.view(torch.int16), bits, out=out)
-    return torch.gt(x, thr, out=out)
+            return x.view(torch.int16), bits
+    return x, thr
 
 
-# ----------------------------------------------------------------------------- counting
+def greater_than(x: Tensor, thr: Tensor, out: Tensor) -> Tensor:
+    """`out = x > thr` for `thr` already in x's dtype (see `round_down_threshold`)."""
+    xv, tv = _comparable(x, thr)
+    return torch.gt(xv, tv, out=out)
+
+
+class _RowSums:
+    """Adds bool rows into per-group counts: uint8 accumulators flushed every 255 rows.
+
+    Contiguous in-place byte adds of whole rows are several times faster on CPU than torch's
+    reductions over dim 0, and rows of a group need no gathering.
+    """
+
+    def __init__(self, m: int, num_groups: int):
+        self.totals = [torch.zeros(m, dtype=torch.int64) for _ in range(num_groups)]
+        self.accs = [torch.zeros(m, dtype=torch.uint8) for _ in range(num_groups)]
+        self.filled = [0] * num_groups
+
+    def add(self, rows: Tensor, groups: Sequence[int] | None) -> None:
+        """Add each row of a bool [r, m] tensor to its group (all to group 0 if `groups` is None)."""
+        r8 = rows.view(torch.uint8)
+        for i in range(rows.shape[0]):
+            g = 0 if groups is None else groups[i]
+            self.accs[g] += r8[i]
+            self.filled[g] += 1
+            if self.filled[g] == 255:
+                self.totals[g] += self.accs[g]
+                self.accs[g].zero_()
+                self.filled[g] = 0
+
+    def result(self) -> list[Tensor]:
+        for g, acc in enumerate(self.accs):
+            if self.filled[g]:
+                self.totals[g] += acc
+                acc.zero_()
+                self.filled[g] = 0
+        return self.totals
+
+
 def column_counts(b: Tensor, groups: Sequence[int] | None = None, num_groups: int = 1) -> list[Tensor]:
     """Number of True along dim 0 of a bool [n, ...] tensor, per group of rows, as int64 [...].
 
-    `groups[i]` (0..num_groups-1) is row i's group (default: one group). Rows are added one by one
-    into uint8 accumulators flushed every 255 rows: contiguous in-place byte adds are several times
-    faster on CPU than torch's reductions over dim 0, and rows of a group need no gathering.
+    `groups[i]` (0..num_groups-1) is row i's group (default: one group).
     """
     n = b.shape[0]
-    flat = b.reshape(n, -1).view(torch.uint8)
-    m = flat.shape[1]
-    totals = [torch.zeros(m, dtype=torch.int64) for _ in range(num_groups)]
-    accs = [torch.zeros(m, dtype=torch.uint8) for _ in range(num_groups)]
-    filled = [0] * num_groups
-    for i in range(n):
-        g = 0 if groups is None else groups[i]
-        accs[g] += flat[i]
-        filled[g] += 1
-        if filled[g] == 255:
-            totals[g] += accs[g]
-            accs[g].zero_()
-            filled[g] = 0
-    for g in range(num_groups):
-        if filled[g]:
-            totals[g] += accs[g]
-    return [t.view(b.shape[1:]) for t in totals]
+    sums = _RowSums(b[0].numel() if n else 0, num_groups)
+    sums.add(b.reshape(n, -1), groups)
+    return [t.view(b.shape[1:]) for t in sums.result()]
 
 
 class _Counter:
-    """Counts predicted-yes and true-positive per neuron for one chunk, reusing buffers."""
+    """Counts predicted-yes and true-positive per neuron for one chunk.
+
+    Compares a block of rows at a time into a small reused buffer (it stays in cache) and adds
+    each row to the count of its label.
+    """
+
+    _BLOCK = 64
 
     def __init__(self, y: Tensor):
         self.n = y.numel()
@@ -227,12 +255,17 @@ class _Counter:
 
     def count(self, x: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
         """(predicted yes, true positives) per neuron for `x > thr`, int64 [l, D]."""
-        size = x.numel()
-        if self._buf.numel() < size:
-            self._buf = torch.empty(size, dtype=torch.bool)
-        b = self._buf[:size].view(x.shape)
-        greater_than(x, thr, b)
-        fp, tp = column_counts(b, self.groups, 2)
+        xv, tv = _comparable(x, thr)
+        m = x[0].numel()
+        if self._buf.numel() < self._BLOCK * m:
+            self._buf = torch.empty(self._BLOCK * m, dtype=torch.bool)
+        sums = _RowSums(m, 2)
+        for lo in range(0, self.n, self._BLOCK):
+            hi = min(lo + self._BLOCK, self.n)
+            blk = self._buf[:(hi - lo) * m].view(hi - lo, *x.shape[1:])
+            torch.gt(xv[lo:hi], tv, out=blk)
+            sums.add(blk.view(hi - lo, m), self.groups[lo:hi])
+        fp, tp = (t.view(x.shape[1:]) for t in sums.result())
         return tp + fp, tp
 
     def confusion(self, pred_yes: Tensor, tp: Tensor, flipped: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -249,6 +282,25 @@ def _quantile_thresholds(x: Tensor, quantiles: Sequence[float]) -> Tensor:
     n = x.shape[0]
     idx = torch.tensor([min(n - 1, max(0, round(q * (n - 1)))) for q in quantiles])
     return x.sort(dim=0).values.index_select(0, idx)
+
+
+# ----------------------------------------------------------------------------- SNt grid
+def grid_units(step: float) -> int:
+    """1 / step as an integer (100 for 1-point steps, 1000 for 0.1-point steps)."""
+    units = round(1 / step) if step > 0 else 0
+    if units < 1 or abs(units * step - 1) > 1e-6:
+        raise DataError(f"step={step} must divide 1 (e.g. 0.01 = 1 point, 0.001 = 0.1 point)")
+    return units
+
+
+def lowest_grid_index(value: float, units: int) -> int:
+    """The smallest j with j / units >= value."""
+    j = math.ceil(value * units)
+    while (j - 1) / units >= value:
+        j -= 1
+    while j / units < value:
+        j += 1
+    return j
 
 
 # ----------------------------------------------------------------------------- main pass
@@ -303,7 +355,7 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
                   rule_metric: str | None = None, rule: Tensor | None = None, max_layer: int | None = None,
                   chunk_layers: int = DEFAULT_CHUNK_LAYERS, return_counts: bool = False,
                   keep_metric: str | None = None, keep_within: float = 0.03,
-                  keep_above: float | None = None) -> Probe:
+                  keep_step: float | None = None, keep_above: float | None = None) -> Probe:
     """Score every neuron in one streamed pass; optionally keep the near-best neurons' activations.
 
     Args:
@@ -317,7 +369,9 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
         rule: fixed `Tensor[L, D]` of +1/-1 rules (to re-score a fitted classifier on new data).
         max_layer: only score layers <= max_layer (for early exit); later chunks are not read.
         keep_metric: keep activations of neurons with this score > best - keep_within (for the
-            SNt sweep), or > keep_above when that is given; None keeps nothing.
+            SNt sweep), or > keep_above when that is given; None keeps nothing. With
+            `keep_step`, only what a sweep on that grid can select is kept: neurons above the
+            lowest multiple of keep_step that is >= best - keep_within (far fewer on flat data).
     """
     _check_names(list(metrics), "metric")
     if not metrics:
@@ -357,7 +411,7 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
     out_alpha = torch.zeros(n_rows, d, dtype=torch.float64)
     out_rule = torch.ones(n_rows, d, dtype=torch.int8)
     counter = _Counter(y)
-    pool = _Pool(keep_within, keep_above, d) if keep_metric else None
+    pool = _Pool(keep_within, keep_above, d, keep_step) if keep_metric else None
     seen = 0
     for row, ids, x in _iter_chunks(acts, chunk_layers, max_layer):
         if x.shape[0] != n or x.shape[2] != d:
@@ -406,29 +460,29 @@ def score_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
 class _Pool:
     """Running set of neurons scoring above `above`, or within `within` of the best seen so far.
 
-    Parts are kept neuron-major ([m, N] per chunk) and only filtered again when more than half
-    of what is held has fallen below the rising floor, and at the end.
+    Parts are kept as gathered ([N, m] per chunk) and only filtered again when more than half of
+    what is held has fallen below the rising floor, and at the end (then made neuron-major).
     """
 
-    def __init__(self, within: float, above: float | None, d: int):
+    def __init__(self, within: float, above: float | None, d: int, step: float | None = None):
         self.within, self.above, self.d = within, above, d
+        self.units = None if step is None else grid_units(step)
         self.best = -math.inf
-        self.parts: list[tuple[Tensor, Tensor, Tensor]] = []  # (flat index, values, acts [m, N])
+        self.parts: list[tuple[Tensor, Tensor, Tensor]] = []  # (flat index, values, acts [N, m])
 
     def floor(self) -> float:
-        return (self.above if self.above is not None else self.best - self.within) - _EPS
+        if self.above is not None:
+            return self.above - _EPS
+        if self.units is None:
+            return self.best - self.within - _EPS
+        return lowest_grid_index(self.best - self.within - _EPS, self.units) / self.units - _EPS
 
     def add(self, x: Tensor, row: int, vals: Tensor) -> None:
         self.best = max(self.best, float(vals.max()))
         floor = self.floor()
         flat = (vals.reshape(-1) > floor).nonzero().squeeze(1)
         if flat.numel():
-            x2d = x.reshape(x.shape[0], -1)
-            if x2d.element_size() == 2:  # gather 16-bit floats as int16: a plain copy, faster than half
-                cols = torch.index_select(x2d.view(torch.int16), 1, flat).T.contiguous().view(x.dtype)
-            else:
-                cols = torch.index_select(x2d, 1, flat).T.contiguous()
-            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], cols))
+            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], _columns(x.reshape(x.shape[0], -1), flat)))
         held = sum(p[0].numel() for p in self.parts)
         alive = sum(int((p[1] > floor).sum()) for p in self.parts)
         if alive < held // 2:
@@ -442,7 +496,7 @@ class _Pool:
                 kept.append((idx, vals, a))
             elif bool(m.any()):
                 keep = m.nonzero().squeeze(1)
-                kept.append((idx[keep], vals[keep], a.index_select(0, keep)))
+                kept.append((idx[keep], vals[keep], _columns(a, keep)))
         self.parts = kept
 
     def finish(self, n: int) -> tuple[Tensor, Tensor, Tensor, float]:
@@ -454,9 +508,17 @@ class _Pool:
         vals = torch.cat([p[1] for p in self.parts])
         keep = (vals > floor).nonzero().squeeze(1)
         keep = keep[torch.sort(-vals[keep], stable=True).indices]  # parts are in ascending index order
-        acts = torch.cat([p[2] for p in self.parts]) if len(self.parts) > 1 else self.parts[0][2]
+        acts = torch.cat([p[2] for p in self.parts], dim=1) if len(self.parts) > 1 else self.parts[0][2]
         self.parts = []
-        return idx[keep], acts.index_select(0, keep), vals[keep], floor
+        return idx[keep], _columns(acts, keep).T.contiguous(), vals[keep], floor
+
+
+def _columns(x2d: Tensor, cols: Tensor) -> Tensor:
+    """x2d[:, cols] by a row-wise gather (reads each row once: much faster than index_select on dim 1);
+    16-bit floats are moved as int16 (a plain copy)."""
+    src = x2d.view(torch.int16) if x2d.element_size() == 2 and x2d.stride(-1) == 1 else x2d
+    out = torch.gather(src, 1, cols.expand(x2d.shape[0], -1))
+    return out.view(x2d.dtype) if src is not x2d else out
 
 
 def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,

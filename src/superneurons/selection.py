@@ -30,6 +30,8 @@ from superneurons.scoring import (
     Probe,
     column_counts,
     greater_than,
+    grid_units,
+    lowest_grid_index,
     probe_neurons,
     round_down_threshold,
 )
@@ -139,30 +141,16 @@ def select_super_neurons(scores: dict[str, Tensor], metric: str = "accuracy", sn
                         rule=rule.to(torch.int8), metric=metric, snt=snt, top_k=top_k, max_layer=max_layer)
 
 
-def _grid_units(step: float) -> int:
-    units = round(1 / step)
-    if step <= 0 or abs(units * step - 1) > 1e-6:
-        raise DataError(f"step={step} must divide 1 (e.g. 0.01 = 1 point, 0.001 = 0.1 point)")
-    return units
-
-
 def snt_candidates(best: float, step: float = DEFAULT_STEP, depth: float = DEFAULT_DEPTH) -> list[float]:
     """SNt values g = j * step with best - depth <= g < best and g >= 0, highest first.
 
     >>> snt_candidates(0.925)
     [0.92, 0.91, 0.9]
     """
-    units = _grid_units(step)
-    j = math.floor(best * units)
-    while j / units >= best:  # strictly below best (eq. 5 is strict)
-        j -= 1
-    while (j + 1) / units < best:
-        j += 1
-    out = []
-    while j >= 0 and j / units >= best - depth - _TOL:
-        out.append(j / units)
-        j -= 1
-    return out
+    units = grid_units(step)
+    top = lowest_grid_index(best, units) - 1  # strictly below best (eq. 5 is strict)
+    low = max(0, lowest_grid_index(best - depth - _TOL, units))
+    return [j / units for j in range(top, low - 1, -1)]
 
 
 def snt_sweep(source: Any, labels: Tensor | Sequence[int] | None = None, *, metric: str = "accuracy",
@@ -184,8 +172,8 @@ def snt_sweep(source: Any, labels: Tensor | Sequence[int] | None = None, *, metr
                             f"probe with keep_metric={metric!r}")
     else:
         probe = probe_neurons(source, labels, metrics=(metric,), keep_metric=metric, keep_within=depth,
-                              keep_above=None if snts is None else min(snts), max_layer=max_layer,
-                              **probe_kwargs)
+                              keep_step=step, keep_above=None if snts is None else min(snts),
+                              max_layer=max_layer, **probe_kwargs)
     scores = probe.scores
     ids = torch.tensor(_layer_ids(scores, metric, None))
     s = scores[metric].to(torch.float64)
@@ -199,7 +187,7 @@ def snt_sweep(source: Any, labels: Tensor | Sequence[int] | None = None, *, metr
         return []
     if min(cands) < probe.pool_floor - _TOL:
         raise DataError(f"SNt {min(cands)} is below what the probe kept ({probe.pool_floor:.4f}); "
-                        f"probe again with a larger keep_within")
+                        "probe again with a larger keep_within, a finer keep_step or keep_above")
     keep = allowed_rows[probe.pool_index // d].nonzero().squeeze(1)
     idx, vals = probe.pool_index[keep], probe.pool_scores[keep]  # best first
     pacts = probe.pool_acts.index_select(0, keep) if keep.numel() < probe.pool_index.numel() else probe.pool_acts

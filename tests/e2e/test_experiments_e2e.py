@@ -39,6 +39,15 @@ def test_cli_savs(cli, tiny_llava_dir, files, tmp_path):
     assert [r["method"] for r in data["rows"]] == ["model", "SAVs", "SNs (mean)", "SNs (vote)"]
     assert (out / "savs.md").is_file() and any((out / "cache").glob("acts-first-*"))
 
+    # transfer reuses the cache of the same --out (activations and answers of these files)
+    res = cli.invoke(app, ["experiment", "transfer", "--model", str(tiny_llava_dir), "--probe", str(probe), "--val",
+                           str(val), "--target-probe", str(val), "--out", str(out), "--max-new-tokens", "2",
+                           "--device", "cpu", "--model-dtype", "float32", "--name", "src"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    rows = json.loads((out / "transfer.json").read_text())["rows"]
+    assert [(r["method"], r["probe"], r["val"]) for r in rows][:4] == [
+        ("model", None, "val"), ("SNs (mean)", "val", "val"), ("SNs (vote)", "val", "val"), ("SNs (mean)", "src", "val")]
+
     # overlap from the stores the run cached, with the model's scores given
     stores = sorted((out / "cache").glob("acts-first-*"))
     args = ["experiment", "overlap", "--out", str(tmp_path / "ov")]
@@ -57,6 +66,7 @@ def test_cli_errors(cli, files):
     assert isinstance(res.exception, DataError) and "--model" in str(res.exception)
 
 
+@pytest.mark.slow
 def test_demo_experiments_on_small_families(tiny_llava_dir, tmp_path):
     from superneurons.experiments import run_demo_experiments
     from superneurons.experiments._common import ExperimentOptions
@@ -64,13 +74,17 @@ def test_demo_experiments_on_small_families(tiny_llava_dir, tmp_path):
 
     vlm = load_model(str(tiny_llava_dir), dtype="float32", device="cpu")
     vlm.model.generation_config.suppress_tokens = [vlm.model.config.image_token_id]  # see experiment_fixtures
-    probe = load_samples(write_dataset(tmp_path, 12, name="probe.jsonl", seed=1))
-    val = load_samples(write_dataset(tmp_path, 8, name="val.jsonl", seed=2))
-    questions = {"presence": "Is there a red cube in the image ?",
-                 "spatial": "Is the red cube left of the blue sphere ?",
-                 "occlusion": "Is the red cube obstructing the blue sphere ?"}
-    fams = {f: ([replace(s, question=q) for s in probe], [replace(s, id=f"v{s.id}", question=q) for s in val])
-            for f, q in questions.items()}
+    probe = load_samples(write_dataset(tmp_path, 10, name="probe.jsonl", seed=1))
+    val = load_samples(write_dataset(tmp_path, 6, name="val.jsonl", seed=2))
+    questions = {"presence": "Is there a {c} cube in the image ?",
+                 "spatial": "Is the {c} cube left of the blue sphere ?",
+                 "occlusion": "Is the {c} cube obstructing the blue sphere ?"}
+    colors = ["red", "green", "yellow", "black", "white"]
+
+    def ask(samples, q, prefix=""):
+        return [replace(s, id=prefix + s.id, question=q.format(c=colors[i % 5])) for i, s in enumerate(samples)]
+
+    fams = {f: (ask(probe, q), ask(val, q, "v")) for f, q in questions.items()}
     out = tmp_path / "demo"
     results = run_demo_experiments(vlm, fams, out, quick=True, options=ExperimentOptions(max_new_tokens=2))
     assert list(results) == ["savs", "nshot", "shuffled", "prompts", "transfer", "metric", "token", "overlap",

@@ -40,7 +40,8 @@ def family(model_acc: float, sn_acc: float, vote_acc: float, mean_acc: float, la
         "val": {"n": 24, "classifier": {"k": 3, "exit_layer": 2},
                 "methods": {"model_generation": metrics(model_acc), "model_first_token": metrics(model_acc - 0.05),
                             "sns_mean": metrics(mean_acc), "sns_vote": metrics(vote_acc)},
-                "seconds": {"sns": 0.24, "model_generation": 2.4, "model_first_token": 0.6}, "agreement": {}},
+                "seconds": {"sns": 0.24, "model_generation": 2.4, "model_first_token": 0.6},
+                "agreement": {"sns_vs_model_generation": 0.7}},
     }
 
 

@@ -13,7 +13,7 @@ from experiment_fixtures import load_exp_vlm, probe_val
 
 from superneurons.data import Sample
 from superneurons.errors import DataError
-from superneurons.experiments import pairs_kept, run_experiment, shuffle_pairs
+from superneurons.experiments import pairs_in_original, pairs_kept, run_experiment, shuffle_pairs
 from superneurons.experiments._common import ExperimentOptions
 
 
@@ -37,7 +37,7 @@ def test_no_pair_is_kept(tmp_path, mode):
     samples = _pope_like(tmp_path)
     for seed in range(5):
         out = shuffle_pairs(samples, mode, seed)
-        assert pairs_kept(samples, out) == 0
+        assert pairs_kept(samples, out) == 0 and pairs_in_original(samples, out) == 0
         assert [s.label for s in out] == [s.label for s in samples]
         moved, kept = ("image", "question") if mode == "image" else ("question", "image")
         assert [getattr(s, kept) for s in out] == [getattr(s, kept) for s in samples]
@@ -54,10 +54,17 @@ def test_shuffle_is_deterministic_and_seeded(tmp_path):
     assert [s.image for s in shuffle_pairs(samples, "image", 1)] != [s.image for s in a]
 
 
-def test_impossible_shuffle_raises(tmp_path):
+def test_repeated_parts_are_never_put_back(tmp_path):
     samples = _pope_like(tmp_path)
+    # one question for every image: images still move, though every new pair exists somewhere
+    same_q = [replace(s, question="Is there a dog?") for s in samples]
+    out = shuffle_pairs(same_q, "image", 0)
+    assert all(str(a.image) != str(b.image) for a, b in zip(same_q, out, strict=True))
+    assert pairs_kept(same_q, out) == 0 and pairs_in_original(same_q, out) == len(out)
+    with pytest.raises(DataError, match="too few distinct questions"):
+        shuffle_pairs(same_q, "question")
     same_image = [replace(s, image=samples[0].image) for s in samples]
-    with pytest.raises(DataError, match="without keeping an image-question pair"):
+    with pytest.raises(DataError, match="too few distinct images"):
         shuffle_pairs(same_image, "image")
     with pytest.raises(DataError, match="not image or question"):
         shuffle_pairs(samples, "label")
@@ -70,6 +77,7 @@ def test_shuffled_experiment_end_to_end(tiny_llava_dir, tmp_path):
     res = run_experiment("shuffled", vlm, probe=probe, val=val, out_dir=tmp_path / "out",
                          relabel=lambda s: truth[s.image], options=ExperimentOptions(max_new_tokens=2))
     assert res.meta["pairs_kept"] == {"data-Im": 0, "data-Txt": 0}
+    assert res.meta["pairs_in_original"] == {"data-Im": 0, "data-Txt": 0}
     rows = {(r["dataset"], r["labels"], r["method"]): r for r in res.rows}
     assert set(rows) >= {("data", "original", "SNs (mean)"), ("data-Im", "original", "SNs (vote)"),
                          ("data-Txt", "true", "model"), ("data-Im", "true", "SNs (mean)")}

@@ -48,7 +48,8 @@ def test_table2_layout_marks_and_deltas():
     assert [c.text for c in _row(t, "SNt", "SNs").cells] == ["88%", "88%"]
     assert [c.text for c in _row(t, "SNt", "K (L*)").cells] == ["3 (2)", "3 (2)"]
     groups = list(dict.fromkeys(r.group for r in t.rows))
-    assert groups == ["SNt", "Accuracy", "Precision", "Recall", "F1"]
+    assert groups == ["SNt", "Accuracy", "Precision", "Recall", "F1", "AR"]
+    assert [c.text for c in _row(t, "AR", "SNs vs model (eq. 7)").cells] == ["70.0", "70.0"]
     vote = _row(t, "Accuracy", "SNs (maj. voting)")
     mean = _row(t, "Accuracy", "SNs (mean)")
     model = _row(t, "Accuracy", "Model")

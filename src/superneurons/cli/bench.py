@@ -60,8 +60,12 @@ def bench_command(
     console = Console()
     d = res.to_dict()
     console.print(bench_table(d).to_rich())
-    for key, value in d["summary"].items():
-        console.print(f"{key}: {value:.2f}")
+    names = {"generate_128": "generate(128)", "generate_1": "generate(1)", "prefill": "the prefill"}
+    for layer in res.exit_layers:
+        faster = [f"{res.speedup(f'sn_L{layer}', ref):.1f}x faster than {name}" for ref, name in names.items()
+                  if any(r.key == ref for r in res.rows)]
+        console.print(f"SNs at L*={layer}: " + ", ".join(faster)
+                      + f"; library / bare exit = {res.overhead(layer):.2f}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")

@@ -24,7 +24,8 @@ def demo_command(
     families: list[str] | None = typer.Option(None, "--family", help="Question family (repeatable); default all."),
     n_probe: int | None = typer.Option(None, "--probe", help="Probing samples per family (default 500; quick 40)."),
     n_val: int | None = typer.Option(None, "--val", help="Validation samples per family (default 300; quick 24)."),
-    experiments: str = typer.Option("all", "--experiments", help="all, core (overlap + probe-size) or none."),
+    experiments: str | None = typer.Option(None, "--experiments", help="all, core (overlap + probe-size) or "
+                                           "none (default: all; core with --quick)."),
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="Run the cascade sweep on presence."),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Run the runtime comparison."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),

@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "Workspace": "_common", "run_demo_experiments": "demo", "SparseAttentionVectors": "savs",
     "fit_savs": "savs", "head_outputs": "savs", "fewshot_messages": "nshot", "fewshot_prompt": "nshot",
     "prepare_fewshot": "nshot", "replace_word": "prompts", "shuffle_pairs": "shuffled", "pairs_kept": "shuffled",
+    "pairs_in_original": "shuffled",
     "overlap_from_scores": "overlap", "plot_probe_size": "probe_size",
 }
 

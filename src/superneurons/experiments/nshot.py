@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 DEFAULT_SHOTS: tuple[int, ...] = (0, 1, 3, 5)
 
 
+class ContextTooLong(ModelError):
+    """An n-shot prompt (plus the answer budget) does not fit the model's context window."""
+
+
 def answer_words(vlm: VLM) -> dict[str, str]:
     """How example answers are written: {"yes": "Yes", "no": "No"}, or the labels if those are unknown."""
     unk = vlm.tokenizer.unk_token_id
@@ -128,8 +132,13 @@ def generate_fewshot(vlm: VLM, queries: Sequence[Sample], pool: Sequence[Sample]
     rng = random.Random(f"nshot/{seed}/{n}")
     examples = [draw_examples(pool, n, rng, exclude=q) for q in queries]
     texts: list[str] = []
+    limit = getattr(vlm.text_config, "max_position_embeddings", None)
     for i in range(0, len(queries), batch_size):
         batch = prepare_fewshot(vlm, queries[i:i + batch_size], examples[i:i + batch_size])
+        length = int(batch["attention_mask"].sum(dim=1).max())
+        if limit is not None and length + max_new_tokens > limit:
+            raise ContextTooLong(f"a {n}-shot prompt has {length} tokens; with {max_new_tokens} new tokens it "
+                                 f"exceeds the model's context of {limit} (max_position_embeddings); use fewer shots")
         with torch.inference_mode():
             out = vlm.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                      temperature=None, top_p=None, top_k=None,
@@ -148,15 +157,21 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         raise DataError(f"shots {list(shots)}: use non-negative numbers of examples")
     rows: list[dict[str, Any]] = []
     used: dict[str, Any] = {}
+    notes = ["n solved probe examples (balanced) precede each question as chat turns with their images; "
+             "replies parsed with the POPE rule, as the model baseline (0-shot)."]
     for ds in datasets:
         probe, val = ds.need("probe", "nshot"), ds.need("val", "nshot")
         y = labels_of(val)
-        for n in shots:
+        for n in sorted(shots):
             if n == 0:  # the same prompt as the model baseline: reuse its cached answers
                 rows.append({**ws.model_row(val, dataset=ds.name), "method": "0-shot", "shots": 0})
                 continue
-            texts, ex_ids = generate_fewshot(vlm, val, probe, n, seed=o.seed, batch_size=batch_size or o.batch_size,
-                                             max_new_tokens=o.max_new_tokens)
+            try:
+                texts, ex_ids = generate_fewshot(vlm, val, probe, n, seed=o.seed,
+                                                 batch_size=batch_size or o.batch_size, max_new_tokens=o.max_new_tokens)
+            except ContextTooLong as exc:  # recorded, and the larger n are skipped too
+                notes.append(f"{ds.name}: {n}-shot and above skipped: {exc}")
+                break
             rows.append(metric_row(parse_answers(texts, "pope"), y, dataset=ds.name, method=f"{n}-shot", shots=n))
             used[f"{ds.name}/{n}"] = ex_ids[:3]
         rows += ws.sn_rows(ws.store(probe), ws.store(val), y, dataset=ds.name)
@@ -164,7 +179,5 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         name="nshot", title="n-shot prompting vs SNs", paper="Tab. 8",
         columns=["dataset", "method", "accuracy", "precision", "recall", "f1", "yes_ratio"], rows=rows,
         meta={"model": vlm.name_or_path, "shots": list(shots), "answers": answer_words(vlm),
-              "example_ids_first_queries": used, "options": vars(o),
-              "notes": ["n solved probe examples (balanced) precede each question as chat turns with their "
-                        "images; replies parsed with the POPE rule, as the model baseline (0-shot)."]})
+              "example_ids_first_queries": used, "options": vars(o), "notes": notes})
     return finish(result, out_dir)

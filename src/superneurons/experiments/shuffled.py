@@ -3,11 +3,11 @@
 From the validation set, two broken sets are built:
 - Im: the images are shuffled across questions (each question, with its label, gets another image),
 - Txt: the questions are shuffled across images (each image, with its label, gets another question).
-The shuffle is a derangement of the pairs: no sample keeps its image (Im) or its question (Txt),
-and no new (image, question) pair equals any pair of the original set (`shuffle_pairs` checks by
-image file / pixels and question text, so repeated images or questions, as in POPE, cannot
-restore a pair). SNs found on the intact probing set, and the model, are scored against the
-original labels: grounded SNs should fall toward chance.
+The shuffle is a derangement by content: every sample gets another image (Im) or another question
+text (Txt) than its own (compared by image file / pixels and question text, so images or questions
+repeated across samples, as in POPE, cannot restore a pair), and where the data allow, no new pair
+equals any pair of the original set. SNs found on the intact probing set, and the model, are
+scored against the original labels: grounded SNs should fall toward chance.
 
 Optionally (`relabel`) the broken pairs are also scored against their true answers where these
 can be computed (the synthetic benchmark can: labels follow from the scene description).
@@ -42,30 +42,13 @@ MODES: dict[str, str] = {"Im": "image", "Txt": "question"}
 _MAX_PASSES = 50
 
 
-def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[Sample]:
-    """The samples with images (`mode="image"`) or questions (`mode="question"`) permuted so that
-    no new (image, question) pair occurs in the original set. Labels stay with the question (image
-    mode) or with the image (question mode); ids get a `~im` / `~txt` suffix and `meta["shuffled"]`
-    names the sample the moved part came from.
-    """
-    if mode not in MODES.values():
-        raise DataError(f"shuffle mode {mode!r} is not image or question")
-    n = len(samples)
-    imgs = [_image_key(s) for s in samples]
-    qs = [s.question for s in samples]
-    original = set(zip(imgs, qs, strict=True))
-
-    def ok(i: int, j: int) -> bool:  # sample i takes part j (image j or question j)
-        pair = (imgs[j], qs[i]) if mode == "image" else (imgs[i], qs[j])
-        return pair not in original
-
-    rng = random.Random(f"shuffled/{seed}/{mode}")
-    perm = list(range(n))
-    rng.shuffle(perm)
+def _repair(perm: list[int], ok: Callable[[int, int], bool], rng: random.Random) -> bool:
+    """Swap entries of `perm` until `ok(i, perm[i])` holds for every i; False if stuck."""
+    n = len(perm)
     for _ in range(_MAX_PASSES):
         bad = [i for i in range(n) if not ok(i, perm[i])]
         if not bad:
-            break
+            return True
         for i in bad:
             if ok(i, perm[i]):
                 continue
@@ -75,9 +58,39 @@ def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[S
                 if ok(i, perm[j]) and ok(j, perm[i]):
                     perm[i], perm[j] = perm[j], perm[i]
                     break
-    else:
-        raise DataError(f"cannot shuffle the {mode}s of {n} samples without keeping an image-question pair "
-                        "(too few distinct images or questions); use a larger or more varied set")
+    return all(ok(i, perm[i]) for i in range(n))
+
+
+def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[Sample]:
+    """The samples with images (`mode="image"`) or questions (`mode="question"`) permuted.
+
+    Every sample gets a different image (compared by file or pixels) or a different question
+    text than its own, so no pair is kept even where images or questions repeat (POPE asks 6
+    questions per image). Where possible the new pairs also avoid every pair of the original set
+    (`pairs_in_original` counts those left). Labels stay with the question (image mode) or with the
+    image (question mode); ids get a `~im` / `~txt` suffix and `meta["shuffled"]` names the sample
+    the moved part came from.
+    """
+    if mode not in MODES.values():
+        raise DataError(f"shuffle mode {mode!r} is not image or question")
+    n = len(samples)
+    imgs = [_image_key(s) for s in samples]
+    qs = [s.question for s in samples]
+    moved_key = imgs if mode == "image" else qs
+    original = set(zip(imgs, qs, strict=True))
+
+    def differs(i: int, j: int) -> bool:  # sample i takes part j (image j or question j)
+        return moved_key[j] != moved_key[i]
+
+    def unseen(i: int, j: int) -> bool:
+        return differs(i, j) and ((imgs[j], qs[i]) if mode == "image" else (imgs[i], qs[j])) not in original
+
+    rng = random.Random(f"shuffled/{seed}/{mode}")
+    perm = list(range(n))
+    rng.shuffle(perm)
+    if not _repair(perm, unseen, rng) and not _repair(perm, differs, rng):
+        raise DataError(f"cannot shuffle the {mode}s of {n} samples so that each gets another {mode} "
+                        f"(too few distinct {mode}s); use a larger or more varied set")
     tag = "im" if mode == "image" else "txt"
     out = []
     for i, s in enumerate(samples):
@@ -88,7 +101,13 @@ def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[S
 
 
 def pairs_kept(original: Sequence[Sample], shuffled: Sequence[Sample]) -> int:
-    """How many (image, question) pairs of `shuffled` occur in `original` (0 for a good shuffle)."""
+    """How many samples of `shuffled` still hold their own (image, question) pair (0 after a shuffle)."""
+    return sum((_image_key(a), a.question) == (_image_key(b), b.question)
+               for a, b in zip(original, shuffled, strict=True))
+
+
+def pairs_in_original(original: Sequence[Sample], shuffled: Sequence[Sample]) -> int:
+    """How many (image, question) pairs of `shuffled` occur anywhere in `original`."""
     pairs = {(_image_key(s), s.question) for s in original}
     return sum((_image_key(s), s.question) in pairs for s in shuffled)
 
@@ -99,6 +118,7 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
     o = ws.options
     rows: list[dict[str, Any]] = []
     kept: dict[str, int] = {}
+    seen: dict[str, int] = {}
     for ds in datasets:
         probe, val = ds.need("probe", "shuffled"), ds.need("val", "shuffled")
         fits = ws.fit_both(ws.store(probe))
@@ -106,6 +126,7 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         for tag, mode in MODES.items():
             broken = shuffle_pairs(val, mode, o.seed)
             kept[f"{ds.name}-{tag}"] = pairs_kept(val, broken)
+            seen[f"{ds.name}-{tag}"] = pairs_in_original(val, broken)
             variants.append((f"{ds.name}-{tag}", broken))
         for vname, samples in variants:
             store = ws.store(samples)
@@ -127,7 +148,7 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         name="shuffled", title="Shuffled image-question pairs (Im: images shuffled, Txt: questions shuffled)",
         paper="App. Tab. 6",
         columns=["dataset", "labels", "method", "accuracy", "precision", "recall", "f1", "yes_ratio", "n"],
-        rows=rows, meta={"model": ws.vlm.name_or_path, "pairs_kept": kept,
+        rows=rows, meta={"model": ws.vlm.name_or_path, "pairs_kept": kept, "pairs_in_original": seen,
                          "options": vars(o),
                          "notes": ["labels 'original': the label of the question (Im) or of the image (Txt), as "
                                    "the paper scores them; 'true': the recomputed answer of the new pair."]})

@@ -79,7 +79,7 @@ def build_document(results: dict[str, Any], out_dir: str | Path | None = None) -
     fams = list(results["families"])
     doc = Document(
         "Super Neurons demo report",
-        f"Model `{meta['model']}` ({meta['num_layers']} decoder layers, hidden {meta['hidden_size']}); synthetic "
+        f"Model: {meta['model']} ({meta['num_layers']} decoder layers, hidden {meta['hidden_size']}); synthetic "
         f"benchmark seed {meta['seed']}{' (quick sizes)' if meta.get('quick') else ''}; superneurons "
         f"{meta.get('library_version', '?')}.")
     doc.sections.append(Section("Summary", [Bullets(summary_bullets(results))]))

@@ -128,14 +128,15 @@ def _jsonable_result(r: Any, out: Path) -> dict[str, Any]:
 def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str | Path | None = None,
              families: Sequence[str] | None = None, n_probe: int | None = None, n_val: int | None = None,
              batch_size: int = 8, max_new_tokens: int = 128, device: str = "auto", early_max_layer: int = 2,
-             experiments: str = "all", cascade: bool = True, bench: bool = True, progress: bool = True
+             experiments: str | None = None, cascade: bool = True, bench: bool = True, progress: bool = True
              ) -> dict[str, Path]:
     """Run the demo pipeline (see the module docstring); return the paths written.
 
     `model`: a model folder or hub id (default: the shipped demo model). `quick`: small sizes
     (CI). `n_probe`/`n_val`: samples per family (default `DEFAULT_SIZES` or `QUICK_SIZES`).
     `experiments`: "all", "core" (overlap and probe-size, which the report's App. Fig. 2 and
-    Fig. 5 come from) or "none". Returns {"html", "markdown", "json", "figures", "out"}.
+    Fig. 5 come from) or "none"; default "all", "core" with `quick`. Returns {"html", "markdown",
+    "json", "figures", "out"}.
     """
     import torch
 
@@ -152,6 +153,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
     from superneurons.synth.generate import check_families
 
     require_matplotlib()
+    experiments = experiments or ("core" if quick else "all")
     if experiments not in EXPERIMENT_CHOICES:
         raise DataError(f"experiments={experiments!r}; choose one of {', '.join(EXPERIMENT_CHOICES)}")
     sizes = dict(QUICK_SIZES if quick else DEFAULT_SIZES)
@@ -172,15 +174,17 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
             data = {f: pick_samples(load_samples(paths["probe"][f]), load_samples(paths["val"][f]), f,
                                     sizes["probe"], sizes["val"], seed) for f in fams}
         with steps.step("model", "loading the model"):
+            label = str(model)
             if model is None:
                 from superneurons.synth import demo_model_path
 
                 model = demo_model_path()
+                label = "the shipped demo model (superneurons/synth/demo_model)"
             vlm = load_model(str(model), device=device)
         opts = ExperimentOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed)
         ws = Workspace(vlm, opts, out / EXPERIMENTS_DIR / CACHE_DIR)
         results: dict[str, Any] = {
-            "meta": {"model": str(model), "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
+            "meta": {"model": label, "model_path": str(model), "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
                      "seed": seed, "quick": quick, "sizes": sizes, "batch_size": batch_size,
                      "max_new_tokens": max_new_tokens, "early_max_layer": early_max_layer,
                      "device": str(vlm.device), "threads": torch.get_num_threads(), "library_version": __version__,

@@ -271,7 +271,8 @@ def table2(results: dict[str, Any]) -> Table:
     t = Table("tab2", "Tab. 2: SNs on the validation set", [family_label(f) for f in fams],
               caption=f"Validation set ({_sizes(results, 'n_val')} samples per family). SNt chosen on the probing "
                       "set by the paper's sweep (best single-neuron score down to 3 points lower, step 1 point), "
-                      "optimised for accuracy; K = number of SNs, L* = exit layer (0-based).")
+                      "optimised for accuracy; K = number of SNs, L* = exit layer (0-based). AR: share of "
+                      "(sample, SN) pairs where an SN answers as the model's generation does.")
     t.rows.append(Row("SNt", "SNs", [text(_snt_text(fr[f]["chosen"])) for f in fams]))
     t.rows.append(Row("SNt", "K (L*)", [text(f"{fr[f]['chosen']['k']} ({fr[f]['chosen']['exit_layer']})")
                                          for f in fams]))
@@ -289,6 +290,9 @@ def table2(results: dict[str, Any]) -> Table:
                 rows.append(Row(label, name, cells, baseline=baseline))
         mark_best(rows)
         t.rows += rows
+    ar = [fr[f]["val"].get("agreement", {}).get("sns_vs_model_generation") for f in fams]
+    if any(v is not None for v in ar):
+        t.rows.append(Row("AR", "SNs vs model (eq. 7)", [pct(v) for v in ar]))
     mcq = [f for f in fams if fr[f]["val"].get("mcq")]
     if mcq:
         rows = []
