@@ -165,6 +165,24 @@ class SuperNeuronClassifier:
             return cascade_predict(self, vlm, samples, cascade_margin, batch_size, aggregation, strict, progress)
         return self.predict_from_acts(self.sn_activations(vlm, samples, batch_size, progress, strict), aggregation)
 
+    def load_model(self, name_or_path: str | None = None, truncate: bool = False, **kwargs: Any) -> VLM:
+        """Load the model these SNs were found in (or `name_or_path`) for `predict`.
+
+        `truncate=True` builds and reads only the decoder layers 0..L* (no final norm, no LM head;
+        `superneurons.models.truncate`): the memory of the vision tower, embeddings and L*+1 layers.
+        A truncated model cannot run the cascade (`cascade_margin`) or token "last". `kwargs` go to
+        `load_model` (`dtype`, `device`, ...).
+        """
+        from superneurons.models import load_model
+
+        name = name_or_path or self.model
+        if not name:
+            raise ModelError("the classifier does not record the model it was built with; pass name_or_path")
+        if truncate and self.token != "first":
+            raise ModelError(f"truncate=True needs token 'first'; this classifier reads token {self.token!r}, "
+                             "which needs the whole model")
+        return load_model(name, max_layer=self.exit_layer if truncate else None, **kwargs)
+
     # ---- persistence -----------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
         from superneurons import __version__

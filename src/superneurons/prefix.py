@@ -26,6 +26,7 @@ ASSISTANT:`) go through the plain path; `prefix_reuse_support(vlm)` says which c
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -92,12 +93,10 @@ def prefix_reuse_support(vlm: VLM) -> tuple[bool, str]:
 
 
 def _rope_positions(vlm: VLM, enc: Any) -> torch.Tensor | None:
-    """Multimodal RoPE positions [3, B, S] of a prepared batch (Qwen-VL), or None for 1-D RoPE models."""
-    inner = getattr(vlm.model, "model", None)
-    if inner is None or not hasattr(inner, "get_rope_index") or enc.get("image_grid_thw") is None:
-        return None
+    """Multimodal RoPE positions [3, B, S] of a prepared batch (Qwen-VL's `get_rope_index`), or None."""
+    inner = vlm.model.model
     mm = enc.get("mm_token_type_ids")
-    if mm is None:
+    if enc.get("image_grid_thw") is None or mm is None:
         return None
     pos, _ = inner.get_rope_index(input_ids=enc["input_ids"], mm_token_type_ids=mm,
                                   image_grid_thw=enc["image_grid_thw"], attention_mask=enc["attention_mask"])
@@ -114,12 +113,10 @@ def _common_prefix(rows: list[torch.Tensor]) -> int:
 
 
 def _expand_cache(cache: DynamicCache, batch: int) -> DynamicCache:
-    """A new DynamicCache holding `cache`'s keys/values repeated `batch` times (the prefix is not touched)."""
-    from transformers import DynamicCache
-
-    data = [(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-            for layer in cache.layers if getattr(layer, "keys", None) is not None]
-    return DynamicCache(data)
+    """A copy of `cache` with its batch of one repeated `batch` times (the prefix cache is not touched)."""
+    out = copy.deepcopy(cache)
+    out.batch_repeat_interleave(batch)
+    return out
 
 
 def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
@@ -128,6 +125,8 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     from transformers import DynamicCache
 
     image_id = _image_token_id(vlm)
+    if image_id is None:
+        return None
     enc = vlm.prepare(group)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     width = ids.shape[1]
@@ -135,9 +134,12 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     rows = [ids[r, width - n:] for r, n in enumerate(lengths)]
     p = min(_common_prefix(rows), min(lengths) - 1)
     img = (rows[0] == image_id).nonzero()
-    if image_id is None or len(img) == 0 or int(img[-1]) >= p:
+    if len(img) == 0 or int(img[-1]) >= p:
         return None  # the image is not inside the shared prefix: nothing worth reusing
-    rope = _rope_positions(vlm, enc)
+    mrope = hasattr(getattr(vlm.model, "model", None), "get_rope_index")
+    rope = _rope_positions(vlm, enc) if mrope else None
+    if mrope and rope is None:
+        return None  # multimodal RoPE positions cannot be rebuilt for the suffixes
 
     # 1. the prefix, once: the first prompt's inputs cut to P tokens, with its image
     first = vlm.prepare(group[:1])
@@ -150,7 +152,7 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
         prefix["mm_token_type_ids"] = first["mm_token_type_ids"][:, :p]
     if rope is not None:
         prefix["position_ids"] = rope[:, :1, width - lengths[0]:width - lengths[0] + p]
-    cache = DynamicCache()
+    cache = DynamicCache(config=vlm.model.config)  # per-layer kinds (e.g. sliding windows) as the model has them
     with torch.inference_mode(), LayerTrace(vlm.decoder_layers, record=[], stop_after=stop) as trace:
         trace.run(vlm.model, **prefix, past_key_values=cache, use_cache=True)
 

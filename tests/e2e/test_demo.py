@@ -35,7 +35,9 @@ def _shipped_model() -> bool:
 @pytest.mark.slow
 def test_demo_quick_writes_the_report(tiny_llava_dir, tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-c", "from superneurons.cli.app import main; main()", "demo", "--quick", "--out", str(out)]
+    # one thread: tiny models gain little from two, and a shared runner cannot oversubscribe them
+    cmd = [sys.executable, "-c", "from superneurons.cli.app import main; main()", "demo", "--quick", "--out", str(out),
+           "--threads", "1"]
     if not _shipped_model():
         cmd += ["--model", str(tiny_llava_dir), "--max-new-tokens", "4"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="200")

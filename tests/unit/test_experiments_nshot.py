@@ -92,7 +92,7 @@ def test_prompts_longer_than_the_context_are_skipped_and_noted(vlm, data, monkey
     one = prepare_fewshot(vlm, val[:1], [draw_examples(probe, 1, random.Random(0), exclude=val[0])])
     three = prepare_fewshot(vlm, val[:1], [draw_examples(probe, 3, random.Random(0), exclude=val[0])])
     limit = one["input_ids"].shape[1] + 8
-    assert three["input_ids"].shape[1] + 2 > limit
+    assert three["input_ids"].shape[1] >= limit
     monkeypatch.setattr(vlm.text_config, "max_position_embeddings", limit)
     res = run_experiment("nshot", vlm, probe=probe, val=val, shots=(0, 3, 1), options=ExperimentOptions(max_new_tokens=2))
     assert [r["method"] for r in res.rows] == ["0-shot", "1-shot", "SNs (mean)", "SNs (vote)"]

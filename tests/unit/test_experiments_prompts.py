@@ -37,11 +37,12 @@ def test_prompts_experiment_end_to_end(tiny_llava_dir, tmp_path):
     q = "Is the red cube obstructing the blue sphere ? Answer using a single word ."
     probe, val = with_questions(probe, q), with_questions(val, q)
     res = run_experiment("prompts", vlm, probe=probe, val=val, out_dir=tmp_path / "out", word="obstructing",
-                         alternatives=("occluding",), options=ExperimentOptions(max_new_tokens=2))
-    assert res.meta["variants"] == ["obstructing", "occluding", "random"]
+                         alternatives=("occluding", "hiding"), options=ExperimentOptions(max_new_tokens=2))
+    assert res.meta["variants"] == ["obstructing", "occluding", "hiding", "random"]
+    assert any("maps 'hiding' to its unknown token" in n for n in res.meta["notes"])  # not in the tiny vocabulary
     assert res.meta["reworded"]["data/random"] == {"probe": "12/12", "val": "8/8"}
     keys = [(r["word"], r["split"], r["method"]) for r in res.rows]
-    assert len(keys) == 3 * 2 * 3 and ("random", "val", "SNs (vote)") in keys
+    assert len(keys) == 4 * 2 * 3 and ("random", "val", "SNs (vote)") in keys
     with pytest.raises(DataError, match="no question contains the key word 'hiding'"):
         run_experiment("prompts", vlm, probe=probe, val=val, word="hiding", alternatives=(),
                        options=ExperimentOptions(max_new_tokens=2))

@@ -99,3 +99,17 @@ def test_probe_size_end_to_end(vlm, data, tmp_path):
     assert all(r["repeats"] == 2 and "f1_std" in r for r in res.rows[1:])
     assert (tmp_path / "probe-size.png").stat().st_size > 1000
     assert json.loads((tmp_path / "probe-size.json").read_text())["figures"] == ["probe-size.png"]
+
+
+def test_overlap_rows_for_many_datasets():
+    g = torch.Generator().manual_seed(0)
+    scores = {f"d{i}": torch.rand(4, 16, generator=g, dtype=torch.float64) for i in range(6)}
+    res = overlap_from_scores(scores, dict.fromkeys(scores, 0.3))
+    sizes = [r["n_datasets"] for r in res.rows]
+    assert sizes.count(1) == 6 and sizes.count(2) == 15 and sizes.count(6) == 1
+    assert all(0 < sizes.count(k) <= 10 for k in (3, 4, 5))
+    for k in (3, 4, 5):  # the most shared combinations, best first
+        counts = [r["count"] for r in res.rows if r["n_datasets"] == k]
+        assert counts == sorted(counts, reverse=True) and min(counts) > 0
+    every = torch.stack([s > 0.3 for s in scores.values()]).all(0)
+    assert res.rows[-1]["count"] == int(every.sum()) and len(res.meta["on_all"]) == int(every.sum())

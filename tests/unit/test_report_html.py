@@ -90,3 +90,22 @@ def test_write_report_and_rebuild_from_json(tmp_path):
     assert [s.title for s in doc.sections][:5] == ["Summary", "Setup", "Tab. 1: best single SN (probing set)",
                                                    "Tab. 2: SNs on validation", "Tab. 5: runtime"]
     assert "not available in this run" in paths["markdown"].read_text(encoding="utf-8")  # no overlap figure
+
+
+def test_qualitative_examples(tmp_path):
+    from PIL import Image
+
+    res = fake_results()
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (16, 16), (200, 20, 20)).save(tmp_path / "img" / "a.png")
+    base = {"question": "Is there a red circle in the image?", "model_first_token": 1, "sns_mean": 1}
+    res["family"]["presence"]["val"]["answers"] = [
+        {**base, "id": "both-right", "image": "img/a.png", "label": "yes", "sns_vote": 1, "model_generation": 1},
+        {**base, "id": "sn-right", "image": "img/a.png", "label": "no", "sns_vote": 0, "model_generation": 1},
+        {**base, "id": "sn-wrong", "image": "img/a.png", "label": "yes", "sns_vote": 0, "model_generation": 1}]
+    assert [e["id"] for e in F.pick_examples(res)] == ["sn-right"]
+    fig = F.qualitative_figure(res, tmp_path)
+    assert fig is not None and fig.png.startswith(PNG) and fig.name == "fig6_examples"
+    assert F.qualitative_figure(res, tmp_path / "elsewhere") is None  # images not found: no figure
+    doc = build_document(res, tmp_path)
+    assert "fig6_examples" in [f.name for f in doc.figures()]

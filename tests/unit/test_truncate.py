@@ -165,3 +165,30 @@ def test_cli_truncate(tiny_llava, tiny_llava_dir, tmp_path):
     res = CliRunner().invoke(app, ["probe", "--model", str(tiny_llava_dir), "--data", str(data),
                                    "--out", str(tmp_path / "x"), "--truncate"])
     assert res.exit_code != 0 and "--exit-layer" in str(res.exception)
+
+
+def test_classifier_loads_its_model_truncated_at_l_star(tiny_llava, tiny_llava_dir, samples, tmp_path):
+    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.selection import SuperNeurons
+
+    store = probe(tiny_llava, samples, tmp_path / "acts", exit_layer=2, dtype="float32", progress=False)
+    sns = SuperNeurons(layers=torch.tensor([1, 0]), neurons=torch.tensor([3, 7]), scores=torch.tensor([0.9, 0.8]),
+                       alpha=torch.tensor([0.0, 0.01]), rule=torch.tensor([1, -1], dtype=torch.int8))
+    SuperNeuronClassifier.from_store(sns, store).save(tmp_path / "clf")
+    clf = SuperNeuronClassifier.load(tmp_path / "clf")
+    assert clf.model == str(tiny_llava_dir) and clf.exit_layer == 1
+    vlm = clf.load_model(truncate=True, dtype="float32", device="cpu")
+    assert vlm.num_layers == 2 and vlm.max_layer == 1
+    full = clf.predict(tiny_llava, samples)
+    got = clf.predict(vlm, samples)  # strict fingerprint check passes: same checkpoint
+    assert got.preds.tolist() == full.preds.tolist()
+    torch.testing.assert_close(got.acts, full.acts, rtol=0, atol=0)
+    assert clf.load_model(dtype="float32", device="cpu").num_layers == 4  # truncate is opt-in
+
+
+def test_device_map_auto(tiny_llava, tiny_llava_dir, samples):
+    pytest.importorskip("accelerate")
+    vlm = load_model(str(tiny_llava_dir), dtype="float32", device_map="auto")  # accelerate places the weights
+    assert vlm.device.type == "cpu"  # no GPU here: everything lands on the CPU
+    torch.testing.assert_close(capture(vlm, samples, exit_layer=1, progress=False),
+                               capture(tiny_llava, samples, exit_layer=1, progress=False))

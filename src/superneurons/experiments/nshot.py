@@ -128,19 +128,24 @@ def draw_examples(pool: Sequence[Sample], n: int, rng: random.Random, exclude: S
 
 def generate_fewshot(vlm: VLM, queries: Sequence[Sample], pool: Sequence[Sample], n: int, seed: int = 0,
                      batch_size: int = 4, max_new_tokens: int = 128) -> tuple[list[str], list[list[str]]]:
-    """Greedy replies to n-shot prompts (the baseline's settings) and the example ids used per query."""
+    """Greedy replies to n-shot prompts (the baseline's settings) and the example ids used per query.
+
+    Generation stops at the model's context (`max_position_embeddings`) if the prompt leaves
+    fewer than `max_new_tokens` positions; a prompt that fills the context raises `ContextTooLong`.
+    """
     rng = random.Random(f"nshot/{seed}/{n}")
     examples = [draw_examples(pool, n, rng, exclude=q) for q in queries]
     texts: list[str] = []
     limit = getattr(vlm.text_config, "max_position_embeddings", None)
     for i in range(0, len(queries), batch_size):
         batch = prepare_fewshot(vlm, queries[i:i + batch_size], examples[i:i + batch_size])
-        length = int(batch["attention_mask"].sum(dim=1).max())
-        if limit is not None and length + max_new_tokens > limit:
-            raise ContextTooLong(f"a {n}-shot prompt has {length} tokens; with {max_new_tokens} new tokens it "
-                                 f"exceeds the model's context of {limit} (max_position_embeddings); use fewer shots")
+        length = int(batch["input_ids"].shape[1])
+        budget = max_new_tokens if limit is None else min(max_new_tokens, limit - length)
+        if budget < 1:
+            raise ContextTooLong(f"a {n}-shot prompt has {length} tokens, the model's context is {limit} "
+                                 "(max_position_embeddings); use fewer shots")
         with torch.inference_mode():
-            out = vlm.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            out = vlm.model.generate(**batch, max_new_tokens=budget, do_sample=False, num_beams=1,
                                      temperature=None, top_p=None, top_k=None,
                                      pad_token_id=vlm.tokenizer.pad_token_id)
         texts += vlm.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -3,8 +3,9 @@
 For each dataset, every neuron is scored on the probing set (`score_neurons`, one metric,
 accuracy by default) and compared with the model's own score on the same samples (generation +
 POPE parser). A neuron "beats the model" on a dataset when its score is strictly higher. The
-table counts, for every combination of the listed datasets, the neurons beating the model on all
-of them (with the layers they sit in); the figure shows, as a layer x neuron map, on how many
+table counts, for each dataset, each pair and all of them together (and the 10 most shared
+combinations of every size in between), the neurons beating the model on all of them, with the
+layers they sit in; the figure shows, as a layer x neuron map, on how many
 datasets each neuron beats the model, the neurons that beat it on all of them, and the pairwise
 counts.
 
@@ -35,7 +36,7 @@ from superneurons.experiments._common import (
 )
 from superneurons.metrics import METRICS, binary_metrics
 
-MAX_SUBSET_ROWS = 64
+MAX_LARGE_COMBOS = 10  # rows per combination size between 3 and all-but-one
 
 
 def beating_masks(scores: Mapping[str, Tensor], model_scores: Mapping[str, float]) -> dict[str, Tensor]:
@@ -73,12 +74,14 @@ def overlap_from_scores(scores: Mapping[str, Tensor], model_scores: Mapping[str,
     layers = list(layers) if layers is not None else list(range(n_rows))
     rows: list[dict[str, Any]] = []
     for size in range(1, len(names) + 1):
+        group = []
         for combo in itertools.combinations(names, size):
-            if len(rows) >= MAX_SUBSET_ROWS and size < len(names):
-                continue
             m = torch.stack([masks[c] for c in combo]).all(dim=0)
-            rows.append({"datasets": " & ".join(combo), "n_datasets": size, "count": int(m.sum()),
-                         "layers": _layer_summary(m, layers)})
+            group.append({"datasets": " & ".join(combo), "n_datasets": size, "count": int(m.sum()),
+                          "layers": _layer_summary(m, layers)})
+        if 2 < size < len(names):  # the larger combinations: only the most shared ones
+            group = sorted((g for g in group if g["count"]), key=lambda g: -g["count"])[:MAX_LARGE_COMBOS]
+        rows += group
     every = torch.stack(list(masks.values())).all(dim=0)
     li, di = every.nonzero(as_tuple=True)
     result = ExperimentResult(

@@ -25,6 +25,7 @@ from superneurons.experiments._common import Dataset, ExperimentResult, Workspac
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
+    from superneurons.models.base import VLM
 
 RANDOM = "random"
 RANDOM_LENGTH = (3, 10)
@@ -33,6 +34,12 @@ RANDOM_LENGTH = (3, 10)
 def random_word(rng: random.Random, lo: int = RANDOM_LENGTH[0], hi: int = RANDOM_LENGTH[1]) -> str:
     """A random string of lo..hi lower-case letters."""
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(lo, hi)))
+
+
+def unknown_to_tokenizer(vlm: VLM, word: str) -> bool:
+    """True if the tokenizer turns `word` (as it appears mid-sentence) into its unknown token."""
+    unk = vlm.tokenizer.unk_token_id
+    return unk is not None and unk in vlm.tokenizer.encode(" " + word, add_special_tokens=False)
 
 
 def replace_word(samples: Sequence[Sample], word: str, replacement: str | Callable[[], str]) -> tuple[list[Sample], int]:
@@ -81,11 +88,15 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
                 if split == "val" or model_on_probe:
                     rows.append(ws.model_row(samples, **cols))
                 rows += [sn_row(fit, stores[split], y, **cols) for fit in fits.values()]
+    notes = [f"'{RANDOM}': a random string of {RANDOM_LENGTH[0]}-{RANDOM_LENGTH[1]} letters per question; SNs are "
+             "found again on each reworded probing set."]
+    unknown = [v for v in variants if v != RANDOM and unknown_to_tokenizer(ws.vlm, v)]
+    if unknown:
+        notes.append(f"the tokenizer maps {', '.join(repr(u) for u in unknown)} to its unknown token, so those "
+                     "wordings read the same to the model")
     result = ExperimentResult(
         name="prompts", title=f"Prompt robustness: {word!r} replaced", paper="App. Tab. 5",
         columns=["dataset", "word", "split", "method", "accuracy", "precision", "recall", "f1", "yes_ratio"],
         rows=rows, meta={"model": ws.vlm.name_or_path, "word": word, "variants": variants, "reworded": reworded,
-                         "options": vars(o),
-                         "notes": [f"'{RANDOM}': a random string of {RANDOM_LENGTH[0]}-{RANDOM_LENGTH[1]} letters "
-                                   "per question; SNs are found again on each reworded probing set."]})
+                         "options": vars(o), "notes": notes})
     return finish(result, out_dir)

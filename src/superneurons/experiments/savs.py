@@ -217,5 +217,5 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         rows=rows, meta={"model": vlm.name_or_path, "n": n, "k": k, "heads": chosen, "options": vars(o),
                          "notes": ["SAVs: per-head outputs (input of o_proj) at the last prompt position, "
                                    "nearest class mean by cosine, top-k heads by probe accuracy, majority vote.",
-                                   "k of SNs = number of Super Neurons; exit_layer = deepest layer used (L*)."]})
+                                   "k: heads (SAVs) or Super Neurons (SNs); L*: the deepest layer used (the forward stops there)."]})
     return finish(result, out_dir)

@@ -64,6 +64,7 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         for tok in tokens:
             for how, fit in ws.fit_both(ws.store(probe, token=tok)).items():
                 clf = fit.classifier
+                answer(ws, clf, val[:o.batch_size])  # warm-up, not timed
                 t0 = time.perf_counter()
                 preds = answer(ws, clf, val)
                 sec = (time.perf_counter() - t0) / len(val)
@@ -77,7 +78,7 @@ def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None =
         rows=rows, meta={"model": ws.vlm.name_or_path, "num_layers": ws.vlm.num_layers, "options": vars(o),
                          "notes": ["seconds_per_sample: wall clock of answering the validation set, divided by N; "
                                    "the model row is greedy generation (max_new_tokens="
-                                   f"{o.max_new_tokens}); speedup = model time / SN time.",
-                                   "exit_layer = L*, the deepest SN layer; with the last token the whole answer is "
+                                   f"{o.max_new_tokens}); speedup = model time / SN time; one untimed warm-up batch first.",
+                                   "L*: the deepest SN layer; with the last token the whole answer is "
                                    "generated first, so the forward cannot stop there."]})
     return finish(result, out_dir)

@@ -122,11 +122,13 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
 
 def validate(vlm: VLM, samples: Sequence[Sample], clf: SuperNeuronClassifier, *,
              generated: tuple[Sequence[int], Sequence[str], float] | None = None, first_token: bool = True,
-             batch_size: int = 8) -> dict[str, Any]:
+             batch_size: int = 8, keep_answers: bool = False) -> dict[str, Any]:
     """Alg. 2 on labelled `samples` with the model baselines (see the module docstring).
 
     `generated` = (POPE-parsed answers, texts, seconds) of the model's greedy generation on the
     same samples (e.g. `Workspace.model_answers`), so the slow generation is not run twice.
+    `keep_answers` adds per-sample answers (id, image, question, label, each method's 1/0 and the
+    generated text) under "answers".
     """
     from superneurons.aggregation import agreement_rate, sn_votes
     from superneurons.baselines import first_token_margins, parse_answers
@@ -170,6 +172,12 @@ def validate(vlm: VLM, samples: Sequence[Sample], clf: SuperNeuronClassifier, *,
     mcq = _mcq(samples, scores)
     if mcq:
         result["mcq"] = mcq
+    if keep_answers:
+        texts = list(generated[1]) if generated is not None else []
+        result["answers"] = [
+            {"id": s.id, "image": str(s.image) if not hasattr(s.image, "size") else None, "question": s.question,
+             "label": s.label, **{k: int(v[i]) for k, v in preds.items()}, **({"text": texts[i]} if texts else {})}
+            for i, s in enumerate(samples)]
     return result
 
 

@@ -108,6 +108,9 @@ def build_document(results: dict[str, Any], out_dir: str | Path | None = None) -
                      "Fig. 5: SN validation metrics vs probing set size",
                      "Solid: SNs (mean); dotted: SNs (vote); dashed: the model. Balanced probing subsets of each size.")
     figs += [size] if size else ["Fig. 5 (probing set size): not available in this run."]
+    examples = F.qualitative_figure(results, out) if out is not None else None
+    if examples is not None:
+        figs.append(examples)
     doc.sections.append(Section("Figures", figs))
 
     runtime: list[Any] = []

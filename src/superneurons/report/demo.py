@@ -114,13 +114,19 @@ def pick_samples(probe_all: Sequence[Sample], val_all: Sequence[Sample], family:
     return probe, val
 
 
+def _relative(path: str | None, root: Path) -> str | None:
+    """`path` relative to `root` when it lies inside it (report files stay movable)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    return str(p.relative_to(root.resolve())) if p.is_relative_to(root.resolve()) else str(p)
+
+
 def _jsonable_result(r: Any, out: Path) -> dict[str, Any]:
     """An `ExperimentResult` as a table of strings + file names relative to the demo folder."""
     rows = [[r.cell(row, c) for c in r.columns] for row in r.rows]
-    rel = [str(Path(p).resolve().relative_to(out.resolve())) if Path(p).resolve().is_relative_to(out.resolve())
-           else str(p) for p in r.files]
-    figs = [str(Path(p).resolve().relative_to(out.resolve())) for p in r.figures
-            if Path(p).resolve().is_relative_to(out.resolve())]
+    rel = [_relative(p, out) for p in r.files]
+    figs = [_relative(p, out) for p in r.figures]
     return {"title": r.title, "paper": r.paper, "columns": list(r.columns), "rows": rows, "files": rel,
             "figures": figs}
 
@@ -216,7 +222,9 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
             with steps.step(f"{f}/validate", f"{tag}: validating on {len(val)} samples (SNs, generation, logits)"):
                 run_v = ws.model_answers(val)
                 gen = (run_v.preds, run_v.texts, run_v.seconds)
-                val_res = validate(vlm, val, clf, generated=gen, batch_size=batch_size)
+                val_res = validate(vlm, val, clf, generated=gen, batch_size=batch_size, keep_answers=True)
+                for a in val_res["answers"]:
+                    a["image"] = _relative(a["image"], out)
                 early = pa.summary.pop("early")
                 if clf_e is not None and early is not None:
                     early["val"] = validate(vlm, val, clf_e, generated=gen, first_token=False, batch_size=batch_size)

@@ -7,7 +7,8 @@ Each function reads the demo's `results` dict (see `superneurons.report.demo`) a
 - `sns_per_layer_figure`: neurons beating the model, per layer (Fig. 3b),
 - `location_figure`: where those neurons are, layer x neuron (appendix Fig. 1),
 - `agreement_figure`: agreement rate AR@SNt vs SNt (Fig. 4),
-- `runtime_figure`: per-sample time of each inference path (the runtime comparison).
+- `runtime_figure`: per-sample time of each inference path (the runtime comparison),
+- `qualitative_figure`: validation examples the SNs answer right and the model wrong (Fig. 6).
 
 Cross-dataset overlap (appendix Fig. 2), probing-set size (Fig. 5) and the cascade sweep are drawn
 by `superneurons.experiments` and `superneurons.report.cascade_plot`; the demo embeds them.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from superneurons.errors import SuperNeuronsError
@@ -182,6 +185,50 @@ def runtime_figure(bench: dict[str, Any]) -> Figure:
                   "library's SN inference; grey: input preparation.")
 
 
+# ----------------------------------------------------------------------------- Fig. 6
+def pick_examples(results: dict[str, Any], per_family: int = 1, limit: int = 8) -> list[dict[str, Any]]:
+    """Validation answers where the SNs (majority vote) are right and the model's generation is
+    wrong, `per_family` per family (families in order), at most `limit`."""
+    out: list[dict[str, Any]] = []
+    for f in results["families"]:
+        answers = results["family"][f]["val"].get("answers") or []
+        y = {"yes": 1, "no": 0}
+        picked = [a for a in answers if "model_generation" in a and a.get("image")
+                  and a["sns_vote"] == y.get(a["label"]) != a["model_generation"]][:per_family]
+        out += [{**a, "family": f} for a in picked]
+    return out[:limit]
+
+
+def qualitative_figure(results: dict[str, Any], base_dir: str | Path) -> Figure | None:
+    """Validation examples the SNs answer right and the model wrong (paper Fig. 6); None if none."""
+    from PIL import Image
+
+    examples = [e for e in pick_examples(results) if (Path(base_dir) / e["image"]).is_file()]
+    if not examples:
+        return None
+    ncols = min(4, len(examples))
+    nrows = math.ceil(len(examples) / ncols)
+    fig, axes = _new(3.0 * ncols, 4.3 * nrows, nrows, ncols)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(examples):]:
+        ax.set_visible(False)
+    word = {1: "yes", 0: "no", -1: "?"}
+    for ax, e in zip(flat, examples, strict=False):
+        with Image.open(Path(base_dir) / e["image"]) as im:
+            ax.imshow(im.convert("RGB"), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"[{e['family']}]\n" + textwrap.fill(e["question"], 36), fontsize=8)
+        model_ok = e["model_generation"] == (e["label"] == "yes")
+        ax.set_xlabel(f"truth: {e['label']}\nmodel: {word.get(e['model_generation'], '?')} "
+                      f"({'right' if model_ok else 'wrong'})\nSNs (vote): {word.get(e['sns_vote'], '?')} (right)",
+                      fontsize=8)
+    return Figure("fig6_examples", "Fig. 6: examples where the SNs are right and the model is wrong", _png(fig),
+                  "Validation images with the question, the true answer, the model's generated answer (POPE "
+                  "parser) and the SNs' majority vote.")
+
+
 def figure_names() -> Sequence[str]:
     """File stems of the figures drawn here."""
-    return ("fig3a_alpha", "fig3b_sns_per_layer", "appfig1_sn_locations", "fig4_agreement", "runtime")
+    return ("fig3a_alpha", "fig3b_sns_per_layer", "appfig1_sn_locations", "fig4_agreement", "runtime",
+            "fig6_examples")
