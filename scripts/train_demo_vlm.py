@@ -308,6 +308,8 @@ def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch
 
 # ---------------------------------------------------------------- stage-1 batches
 def family_weights(frac: float, args) -> dict[str, float]:
+    if args.only:
+        return dict.fromkeys(args.only.split(","), 1.0)
     if frac < args.easy_frac:
         return {"single": 0.3, "open": 0.3, "presence": 0.2, "attribute": 0.2}
     return {"single": 0.05, "open": 0.15, "presence": 0.2, "attribute": 0.15, "spatial": 0.1,
@@ -377,6 +379,30 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
         aux[i] = torch.where(hit, 2 if a == "yes" else 1, 0)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels, "pixel_values": pixels(scenes),
             "weight": weight, "aux": aux, "families": [it[2] for it in items]}
+
+
+@torch.no_grad()
+def whiten_projector(model, args) -> None:
+    """Data-dependent projector init: standardised vision features in, image tokens out with zero mean
+    and the norm of a text embedding (a random projector makes image tokens ~7x larger than text
+    tokens and nearly alike)."""
+    scenes = [make_scene("train", 20_000_000 + i, args.seed) for i in range(256)]
+    f = model.model.vision_tower(pixel_values=pixels(scenes), output_hidden_states=True).hidden_states[-1][:, 1:]
+    f = f.reshape(-1, f.shape[-1])
+    mu, sd = f.mean(0), f.std(0).clamp(min=1e-3)
+    proj = model.model.multi_modal_projector
+    w1 = proj.linear_1.weight / sd
+    proj.linear_1.weight.copy_(w1)
+    proj.linear_1.bias.copy_(-(w1 @ mu))
+    c = 1.0 / proj.linear_1(f).std()
+    proj.linear_1.weight.mul_(c)
+    proj.linear_1.bias.mul_(c)
+    h = proj.act(proj.linear_1(f))
+    w2 = proj.linear_2.weight
+    centred = (h - h.mean(0)) @ w2.T
+    scale = model.get_input_embeddings().weight.norm(dim=-1).mean() / centred.norm(dim=-1).mean()
+    proj.linear_2.weight.mul_(scale)
+    proj.linear_2.bias.copy_(-(proj.linear_2.weight @ h.mean(0)))
 
 
 def lm_loss(model, aux_head, batch, args, image_id: int):
@@ -505,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
     ap.add_argument("--deep-weight", type=float, default=0.5)
+    ap.add_argument("--only", default="", help="pilot: train only these comma-separated families (e.g. open,single)")
+    ap.add_argument("--whiten", type=int, default=1, help="data-dependent projector init (1) or plain random (0)")
     ap.add_argument("--stage0-from", type=Path, default=None, help="reuse a stage-0 vision tower (<work>/stage0.pt)")
     ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
     ap.add_argument("--time-budget", type=float, default=40 * 60,
@@ -591,6 +619,9 @@ def main(argv: list[str] | None = None) -> None:
         log(f"stage0 done at {elapsed():.0f}s", fh)
 
     # ---- stage 1: the whole LLaVA
+    if step0 == 0 and args.whiten:
+        whiten_projector(model, args)
+        log("projector initialised on whitened vision features", fh)
     vis_params = list(vt.parameters())
     vis_ids = {id(p) for p in vis_params}
     other = [p for p in model.parameters() if id(p) not in vis_ids] + list(aux_head.parameters())

@@ -7,10 +7,13 @@ through the layers above (layers <= L* and the vision tower are not run again) t
 and LM head, and the model's first-token answer decides (yes vs no logits pooled over the
 tokenizer's yes/no variants with logsumexp, as `baselines.first_token_margins`).
 
-- SN score s: with the classifier's `vote`/`fraction` aggregation, the share of SNs voting yes;
-  with `mean`, the yes share of the SNs' total margin, sum_k max(m_k, 0) / sum_k |m_k| with
-  m_k = rule_k (H_k - alpha_k): a scale-free normalisation of the mean margin, so s > 0.5 exactly
-  when the mean aggregation answers yes. Either way the SN path answers as the classifier does.
+- SN score s: with the classifier's `vote`/`fraction` aggregation, the share of SNs voting yes.
+  With `mean`, the calibrated mean: s = sigmoid(mean_k m_k / T), m_k = rule_k (H_k - alpha_k),
+  with a temperature T fitted on the probing set (`calibrate_cascade`, Platt scaling without
+  bias; kept in `clf.meta["cascade_temperature"]`, saved with the classifier). Without T it falls
+  back to the scale-free yes share of the total margin, sum_k max(m_k, 0) / sum_k |m_k|, whose
+  unanimous samples (s = 0 or 1) are deferred only at margin 0.5. Either way s > 0.5 exactly when
+  the classifier answers yes: the SN path answers as the classifier does.
 - `margin=0` never defers (SNs only); `margin=0.5` defers every sample, unanimous ones included
   (the model only). Each prediction records its path ("sn" or "model"), the decoder layers it
   used (L*+1 or all) and its share of the measured wall time.
@@ -58,6 +61,7 @@ MODEL_PATH = "model"
 DEFAULT_MARGINS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(11))
 CASCADE_JSON = "cascade_sweep.json"
 CASCADE_PLOT = "cascade_sweep.png"
+TEMPERATURE_KEY = "cascade_temperature"  # in SuperNeuronClassifier.meta
 RESUME_ATOL = 1e-3  # max |logit difference| accepted by `verify_resume` (float32 tiny models: ~1e-6)
 
 
@@ -81,6 +85,7 @@ class CascadeOutput(ClassifierOutput):
     margin: float
     exit_layer: int
     num_layers: int
+    score_kind: str = "fraction"
 
     @property
     def paths(self) -> list[str]:
@@ -108,7 +113,7 @@ class CascadeOutput(ClassifierOutput):
         """JSON-able: margin, deferral rate, average layers (and share of all layers), time per
         sample; with labels, also accuracy, precision, recall and F1 of the final answers."""
         out: dict[str, Any] = {
-            "margin": self.margin, "n": int(self.preds.numel()), "deferred": int(self.deferred.sum()),
+            "margin": self.margin, "score": self.score_kind, "n": int(self.preds.numel()), "deferred": int(self.deferred.sum()),
             "deferral_rate": self.deferral_rate, "avg_layers": self.avg_layers,
             "layer_fraction": self.avg_layers / self.num_layers, "exit_layer": self.exit_layer,
             "num_layers": self.num_layers, "time_per_sample": self.time_per_sample,
@@ -139,18 +144,21 @@ class CascadeOutput(ClassifierOutput):
 
 # ---- SN score ----------------------------------------------------------------------------------
 def cascade_score(acts: Tensor, alpha: float | Tensor = 0.0, rule: Tensor | None = None,
-                  aggregation: str = "mean") -> Tensor:
+                  aggregation: str = "mean", temperature: float | None = None) -> Tensor:
     """float32 [N] in [0, 1]: how strongly the SNs say yes (0.5: evenly split).
 
-    `vote`/`fraction`: the share of SNs voting yes. `mean`: sum_k max(m_k, 0) / sum_k |m_k| of the
-    SN margins m_k = rule_k (H_k - alpha_k) (0.5 when every margin is 0), which is > 0.5 exactly
-    when the mean margin is > 0.
+    `vote`/`fraction`: the share of SNs voting yes. `mean` with a `temperature` T:
+    sigmoid(mean_k m_k / T) of the SN margins m_k = rule_k (H_k - alpha_k); without one:
+    sum_k max(m_k, 0) / sum_k |m_k| (0.5 when every margin is 0). Both are > 0.5 exactly when
+    the mean margin is > 0.
     """
     if aggregation not in AGGREGATIONS:
         raise DataError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
     if aggregation != "mean":
         return sn_votes(acts, alpha, rule).to(torch.float32).mean(dim=1)
     m = sn_margins(acts, alpha, rule)
+    if temperature is not None:
+        return torch.sigmoid(m.mean(dim=1) / _check_temperature(temperature)).to(torch.float32)
     total = m.abs().sum(dim=1)
     yes = m.clamp(min=0).sum(dim=1)
     s = torch.where(total > 0, yes / torch.where(total > 0, total, torch.ones_like(total)), torch.full_like(total, 0.5))
@@ -175,6 +183,68 @@ def check_margin(margin: float) -> float:
         raise DataError(f"cascade margin {m} is outside [0, 0.5]: 0 answers from the SNs only, "
                         "0.5 defers every sample to the model")
     return m
+
+
+def _check_temperature(t: float) -> float:
+    t = float(t)
+    if not (t > 0 and t < float("inf")):
+        raise DataError(f"cascade temperature {t} must be a positive number (fit one with calibrate_cascade)")
+    return t
+
+
+def fit_temperature(mean_margins: Tensor, labels: Tensor | Sequence[int]) -> float:
+    """The T > 0 whose sigmoid(mean_margin / T) has the lowest log loss on `labels` (1/0): Platt
+    scaling with the bias fixed at 0, so the calibrated score keeps the classifier's threshold.
+
+    A grid of 481 values spanning 10^-4..10^4 times the median |margin|, searched at once.
+    """
+    m = torch.as_tensor(mean_margins, dtype=torch.float64).reshape(-1)
+    y = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
+    if m.numel() == 0 or m.shape != y.shape:
+        raise DataError(f"fit_temperature needs one label per margin, got {m.numel()} margins, {y.numel()} labels")
+    if bool(((y != 0) & (y != 1)).any()):
+        raise DataError("fit_temperature needs labels 1 (yes) / 0 (no); drop unlabelled samples")
+    scale = float(m.abs().median()) or float(m.abs().mean()) or 1.0
+    ts = scale * torch.logspace(-4, 4, 481, dtype=torch.float64)
+    z = m[None, :] / ts[:, None]
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none").mean(dim=1)
+    return float(ts[int(loss.argmin())])
+
+
+def calibrate_cascade(clf: SuperNeuronClassifier, store: Any) -> float:
+    """Fit the temperature of the calibrated-mean score on an activation store (the probing set the
+    SNs were selected on), keep it in `clf.meta["cascade_temperature"]` (saved by `clf.save`) and
+    return it. `store` is an `ActivationStore` or its folder; it must hold the SN layers."""
+    if not hasattr(store, "read"):
+        from superneurons.store import ActivationStore
+
+        store = ActivationStore(store)
+    needed = clf.layers_needed
+    col = torch.tensor([needed.index(int(v)) for v in clf.sns.layers])
+    acts = store.read(needed)[:, col, clf.sns.neurons].float()
+    keep = store.labels >= 0
+    if not bool(keep.any()):
+        raise DataError(f"{store!r} has no labelled sample to calibrate on; probe labelled data")
+    mean = sn_margins(acts[keep], clf.sns.alpha, clf.sns.rule).mean(dim=1)
+    t = fit_temperature(mean, store.labels[keep])
+    clf.meta[TEMPERATURE_KEY] = t
+    return t
+
+
+def resolve_score(clf: SuperNeuronClassifier, aggregation: str | None = None,
+                  temperature: float | None = None) -> tuple[str, float | None, str]:
+    """(aggregation, temperature or None, a description of the score) for a cascade run: the
+    temperature is the one given, else the classifier's calibrated one (mean aggregation only)."""
+    agg = aggregation or clf.aggregation
+    if agg not in AGGREGATIONS:
+        raise DataError(f"aggregation {agg!r} is not one of {', '.join(AGGREGATIONS)}")
+    if agg != "mean":
+        return agg, None, "fraction of SNs voting yes"
+    t = temperature if temperature is not None else clf.meta.get(TEMPERATURE_KEY)
+    if t is None:
+        return agg, None, "yes share of the SN margin (uncalibrated)"
+    t = _check_temperature(t)
+    return agg, t, f"calibrated mean, T={t:.4g}"
 
 
 # ---- resuming the stopped forward --------------------------------------------------------------
@@ -327,16 +397,18 @@ def _check(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], stri
 
 def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], margin: float,
                     batch_size: int = 8, aggregation: str | None = None, strict: bool = True,
-                    progress: bool = False, slice_rows: bool = True) -> CascadeOutput:
+                    progress: bool = False, slice_rows: bool = True, *,
+                    temperature: float | None = None) -> CascadeOutput:
     """Answer each sample from its SNs, deferring those with |s - 0.5| < `margin` to the model.
 
     One prefill per batch stops after L*; deferred rows resume from there (see the module doc).
-    `aggregation` overrides the classifier's (it sets both the SN answer and the score s).
+    `aggregation` overrides the classifier's (it sets both the SN answer and the score s);
+    `temperature` overrides the calibrated one of a mean classifier (`calibrate_cascade`).
     `slice_rows=False` resumes whole batches and picks the deferred rows (for checking).
     """
     margin = check_margin(margin)
     _check(clf, vlm, samples, strict)
-    agg = aggregation or clf.aggregation
+    agg, temp, kind = resolve_score(clf, aggregation, temperature)
     needed = clf.layers_needed
     col = torch.tensor([needed.index(int(v)) for v in clf.sns.layers])
     yes_ids, no_ids = vlm.yes_no_token_ids()
@@ -354,7 +426,7 @@ def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Samp
                     LayerTrace(vlm.decoder_layers, needed, -1, stop_after=clf.exit_layer) as trace:
                 trace.run(vlm.model, **batch, use_cache=False)
             a = trace.stacked()[:, col, clf.sns.neurons.to(trace.stop_hidden.device)].float().cpu()
-            s = cascade_score(a, clf.sns.alpha, clf.sns.rule, agg)
+            s = cascade_score(a, clf.sns.alpha, clf.sns.rule, agg, temp)
             d = defer_mask(s, margin)
             t1 = time.perf_counter()
             seconds[sl] = (t1 - t0) / a.shape[0]
@@ -369,12 +441,12 @@ def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Samp
     finally:
         advance(None)
     sn_preds, _ = aggregate(acts, agg, clf.sns.alpha, clf.sns.rule)
-    scores = cascade_score(acts, clf.sns.alpha, clf.sns.rule, agg)
+    scores = cascade_score(acts, clf.sns.alpha, clf.sns.rule, agg, temp)
     preds = torch.where(deferred, (model_margins > 0).long(), sn_preds)
     layers_used = torch.where(deferred, torch.tensor(full), torch.tensor(clf.exit_layer + 1)).long()
     return CascadeOutput(preds=preds, scores=scores, acts=acts, sn_preds=sn_preds, deferred=deferred,
                          model_margins=model_margins, layers_used=layers_used, seconds=seconds,
-                         margin=margin, exit_layer=clf.exit_layer, num_layers=full)
+                         margin=margin, exit_layer=clf.exit_layer, num_layers=full, score_kind=kind)
 
 
 def _progress(show: bool, total: int) -> Callable[[int | None], None]:
@@ -419,14 +491,15 @@ def verify_resume(vlm: VLM, samples: Sequence[Sample], exit_layer: int, atol: fl
 # ---- sweep -------------------------------------------------------------------------------------
 def cascade_sweep(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample],
                   margins: Sequence[float] = DEFAULT_MARGINS, batch_size: int = 8, aggregation: str | None = None,
-                  strict: bool = True, progress: bool = False, verify: bool = True) -> list[dict[str, Any]]:
+                  strict: bool = True, progress: bool = False, verify: bool = True,
+                  temperature: float | None = None) -> list[dict[str, Any]]:
     """One row per margin (ascending, with 0 = SNs only and 0.5 = the model only always included):
     margin, deferral rate, average layers per sample (and share of all layers), accuracy,
     precision, recall, F1, yes-ratio and measured time per sample, plus a `point` name for the
     end points. Every margin is a real, timed `cascade_predict` run over `samples` (labelled).
 
     `verify` first checks resume against a plain forward on one batch (also a warm-up, so the
-    first timed run does not pay one-off costs).
+    first timed run does not pay one-off costs). `aggregation` / `temperature`: as `cascade_predict`.
     """
     if not samples:
         raise DataError("cascade_sweep() got no samples")
@@ -441,7 +514,7 @@ def cascade_sweep(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample
     rows = []
     for m in ms:
         out = cascade_predict(clf, vlm, samples, m, batch_size=batch_size, aggregation=aggregation,
-                              strict=strict, progress=progress)
+                              strict=strict, progress=progress, temperature=temperature)
         row = out.summary(y)
         row["point"] = "SNs only" if m == 0.0 else "model only" if m == 0.5 else ""
         rows.append(row)
@@ -449,11 +522,12 @@ def cascade_sweep(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample
 
 
 def best_margin(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The cheapest sweep row whose accuracy is >= both end points' (SNs only, model only) and whose
-    average layers are below the model's; None if no margin does that."""
+    """The cheapest cascade row (0 < margin < 0.5) whose accuracy is >= both end points' (SNs only,
+    model only) and whose average layers are below the model's; None if no margin does that."""
     ends = {r["point"]: r for r in rows if r.get("point")}
     if set(ends) != {"SNs only", "model only"}:
         raise DataError("the sweep rows lack the SNs-only (m=0) and model-only (m=0.5) end points")
     floor = max(ends["SNs only"]["accuracy"], ends["model only"]["accuracy"])
-    ok = [r for r in rows if r["accuracy"] >= floor and r["avg_layers"] < ends["model only"]["avg_layers"]]
+    ok = [r for r in rows if not r.get("point") and r["accuracy"] >= floor
+          and r["avg_layers"] < ends["model only"]["avg_layers"]]
     return min(ok, key=lambda r: (r["avg_layers"], -r["accuracy"])) if ok else None

@@ -17,7 +17,8 @@ and every process (rank) finds its place from `torch.distributed` or the launche
    global sample ranges, so `ActivationStore(out)` reads the job's result exactly like a
    single-process store (same ids, labels and order).
 
-A killed job leaves whole shards in each rank folder; the same command resumes every rank
+`--out` must be on a filesystem every rank can read (rank 0 reads the rank manifests to merge;
+on several nodes use shared storage). A killed job leaves whole shards in each rank folder; the same command resumes every rank
 after its last whole shard. A store written with K processes is resumed only with K processes,
 and a single-process store is never mixed with a distributed one (StoreError with the fix).
 

@@ -15,13 +15,16 @@ from superneurons.capture import LayerTrace, capture
 from superneurons.cascade import (
     CASCADE_JSON,
     CASCADE_PLOT,
+    TEMPERATURE_KEY,
     _DeepStack,
     best_margin,
+    calibrate_cascade,
     cascade_predict,
     cascade_score,
     cascade_sweep,
     check_resumable,
     defer_mask,
+    fit_temperature,
     resume_rows,
     slice_layer_kwargs,
     verify_resume,
@@ -200,6 +203,32 @@ def test_scores_and_defer_rule():
             defer_mask(frac, bad)
 
 
+def test_calibrated_mean_score(tiny_llava, samples, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    m = 3 * torch.randn(4000, generator=g, dtype=torch.float64)
+    y = torch.bernoulli(torch.sigmoid(m / 1.5), generator=g)
+    assert fit_temperature(m, y) == pytest.approx(1.5, rel=0.15)  # recovers the generating T
+    acts = torch.tensor([[1.0, 3.0], [-0.2, 0.1], [-1.0, -1.0]])
+    s = cascade_score(acts, 0.0, None, "mean", temperature=2.0)
+    torch.testing.assert_close(s, torch.sigmoid(acts.mean(1) / 2.0))
+    assert cascade_score(acts, 0.0, None, "mean")[2] == 0.0  # uncalibrated: unanimous -> 0 or 1
+
+    from superneurons.store import probe
+
+    store = probe(tiny_llava, samples, tmp_path / "acts", layers=range(2), dtype="float32", progress=False)
+    clf = make_classifier(tiny_llava, samples, exit_layer=1, aggregation="mean")
+    t = calibrate_cascade(clf, store)
+    assert t > 0 and clf.meta[TEMPERATURE_KEY] == t
+    clf.save(tmp_path / "clf")
+    loaded = SuperNeuronClassifier.load(tmp_path / "clf")
+    out = cascade_predict(loaded, tiny_llava, samples, margin=0.0)
+    assert out.score_kind.startswith("calibrated") and out.summary()["score"] == out.score_kind
+    torch.testing.assert_close(out.scores, cascade_score(out.acts, clf.sns.alpha, clf.sns.rule, "mean", t))
+    assert torch.equal((out.scores > 0.5).long(), out.sn_preds)
+    with pytest.raises(DataError, match="positive"):
+        cascade_predict(loaded, tiny_llava, samples, margin=0.1, temperature=0.0)
+
+
 def test_slice_layer_kwargs_rules():
     b = 4
     idx = torch.tensor([1, 3])
@@ -248,6 +277,7 @@ def test_sweep_rows_and_best_margin(tiny_llava, samples):
             {"margin": 0.5, "point": "model only", "accuracy": 0.85, "avg_layers": 32}]
     assert best_margin(fake)["margin"] == 0.1
     assert best_margin([fake[0], {**fake[1], "accuracy": 0.7}, fake[3]]) is None
+    assert best_margin([{**fake[0], "accuracy": 0.95}, fake[1], fake[3]]) is None  # end points never count
 
 
 def test_plot_cascade(tmp_path):

@@ -1,10 +1,13 @@
 """`superneurons cascade-sweep`: accuracy vs cost of SNs that defer unsure samples to the model.
 
     superneurons cascade-sweep --classifier CLF --model M --data D.jsonl [--margins 0,0.05,...,0.5]
-        [--out DIR] [--limit N] [--batch-size B] [--device auto] [--model-dtype auto] [--no-strict]
+        [--calibrate PROBE_ACTS | --temperature T] [--out DIR] [--limit N] [--batch-size B]
+        [--device auto] [--model-dtype auto] [--no-strict]
 
 For each margin m (0 = SNs only and 0.5 = model only are always included), samples whose SN score
 s has |s - 0.5| < m resume the same forward from layer L* to the model's first-token answer.
+For a mean classifier, --calibrate fits the score's temperature on the probing store (and saves
+it into CLF, so `predict`/`evaluate` with a margin use it too).
 Prints the table; with --out writes `cascade_sweep.json` and `cascade_sweep.png` (the plot needs
 `pip install superneurons[report]`).
 """
@@ -38,6 +41,10 @@ def cascade_sweep_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for cascade_sweep.json and the plot."),
     aggregation: str | None = typer.Option(None, "--aggregation", help="Override the saved aggregation "
                                            "(mean: margin-weighted score; vote/fraction: share of SNs)."),
+    calibrate: Path | None = typer.Option(None, "--calibrate", help="Probing activation store: fit the mean "
+                                          "score's temperature on it and save it into the classifier."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Temperature of the mean score "
+                                             "(default: the classifier's calibrated one)."),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
@@ -48,7 +55,15 @@ def cascade_sweep_command(
     from rich.console import Console
     from rich.table import Table
 
-    from superneurons.cascade import CASCADE_JSON, CASCADE_PLOT, DEFAULT_MARGINS, best_margin, cascade_sweep
+    from superneurons.cascade import (
+        CASCADE_JSON,
+        CASCADE_PLOT,
+        DEFAULT_MARGINS,
+        best_margin,
+        calibrate_cascade,
+        cascade_sweep,
+        resolve_score,
+    )
     from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import load_samples
     from superneurons.errors import DataError
@@ -56,20 +71,25 @@ def cascade_sweep_command(
 
     grid = parse_margins(margins) or list(DEFAULT_MARGINS)
     clf = SuperNeuronClassifier.load(classifier)
+    err = Console(stderr=True)
+    if calibrate is not None:
+        t = calibrate_cascade(clf, calibrate)
+        clf.save(classifier)
+        err.print(f"calibrated the mean score on {calibrate}: temperature {t:.4g} (saved into {classifier})")
+    _, _, score_kind = resolve_score(clf, aggregation, temperature)
     samples = load_samples(data)
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit {limit}: use a positive number of samples")
         samples = samples[:limit]
-    err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     rows = cascade_sweep(clf, vlm, samples, grid, batch_size=batch_size, aggregation=aggregation,
-                         strict=strict, progress=True)
+                         strict=strict, progress=True, temperature=temperature)
     best = best_margin(rows)
     console = Console()
     table = Table(title=f"{len(samples)} samples; SNs: K={clf.sns.k}, L*={clf.exit_layer} "
-                        f"of {vlm.num_layers} layers ({aggregation or clf.aggregation})")
+                        f"of {vlm.num_layers} layers; score: {score_kind}")
     for col in ("margin", "deferred %", "layers/sample", "acc", "F1", "ms/sample", ""):
         table.add_column(col, justify="left" if col == "" else "right")
     for r in rows:
@@ -78,15 +98,17 @@ def cascade_sweep_command(
                       f"{100 * r['accuracy']:.1f}", f"{100 * r['f1']:.1f}", f"{1000 * r['time_per_sample']:.1f}", note)
     console.print(table)
     if best is None:
-        console.print("no margin reaches max(SNs only, model only) accuracy at a lower cost than the model")
+        console.print("no margin between 0 and 0.5 reaches max(SNs only, model only) accuracy at a lower "
+                      "cost than the model")
     else:
         console.print(f"margin {best['margin']:g}: accuracy {100 * best['accuracy']:.1f} >= both end points "
-                      f"with {best['avg_layers']:.2f} of {vlm.num_layers} layers per sample")
+                      f"with {best['avg_layers']:.2f} of {vlm.num_layers} layers per sample "
+                      f"({100 * best['deferral_rate']:.1f}% deferred)")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         result = {"n": len(samples), "model": vlm.name_or_path, "classifier": str(classifier),
                   "k": clf.sns.k, "exit_layer": clf.exit_layer, "num_layers": vlm.num_layers,
-                  "aggregation": aggregation or clf.aggregation, "rows": rows,
+                  "aggregation": aggregation or clf.aggregation, "score": score_kind, "rows": rows,
                   "best": None if best is None else best["margin"]}
         (out / CASCADE_JSON).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         console.print(f"[green]wrote[/] {out / CASCADE_JSON}")

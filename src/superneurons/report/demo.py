@@ -147,12 +147,10 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
     import torch
 
     from superneurons import __version__
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import load_samples
     from superneurons.experiments import ExperimentOptions, Workspace
     from superneurons.experiments._common import CACHE_DIR
     from superneurons.models import load_model
-    from superneurons.report.analysis import analyse_probe, validate
     from superneurons.report.build import write_report
     from superneurons.report.figures import require_matplotlib
     from superneurons.synth import generate_benchmark
@@ -190,8 +188,8 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
         opts = ExperimentOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed)
         ws = Workspace(vlm, opts, out / EXPERIMENTS_DIR / CACHE_DIR)
         results: dict[str, Any] = {
-            "meta": {"model": label, "model_path": str(model), "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
-                     "seed": seed, "quick": quick, "sizes": sizes, "batch_size": batch_size,
+            "meta": {"model": label, "model_path": str(model), "num_layers": vlm.num_layers,
+                     "hidden_size": vlm.hidden_size, "seed": seed, "quick": quick, "sizes": sizes, "batch_size": batch_size,
                      "max_new_tokens": max_new_tokens, "early_max_layer": early_max_layer,
                      "device": str(vlm.device), "threads": torch.get_num_threads(), "library_version": __version__,
                      "torch": torch.__version__, "python": platform.python_version(),
@@ -201,35 +199,11 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
         }
         clfs: dict[str, tuple[Any, Any]] = {}
         for i, f in enumerate(fams, 1):
-            probe, val = data[f]
-            tag = f"[{i}/{len(fams)}] {f}"
-            with steps.step(f"{f}/probe", f"{tag}: probing {len(probe)} samples (activations + model answers)"):
-                store = ws.store(probe)
-                run_p = ws.model_answers(probe)
-            with steps.step(f"{f}/select", f"{tag}: scoring neurons, SNt sweep"):
-                pa = analyse_probe(store, run_p.preds, early_max_layer=early_max_layer)
-                meta = {"family": f, "chosen": pa.summary["chosen"], "probe_samples": len(probe)}
-                clf = SuperNeuronClassifier.from_store(pa.sns, store, aggregation="vote", meta=meta)
-                clf.save(out / CLASSIFIERS_DIR / f)
-                results["classifiers"][f] = f"{CLASSIFIERS_DIR}/{f}"
-                clf_e = None
-                if pa.early is not None:
-                    clf_e = SuperNeuronClassifier.from_store(pa.early, store, aggregation="vote",
-                                                             meta={**meta, "chosen": pa.summary["early"]["chosen"]})
-                    clf_e.save(out / CLASSIFIERS_DIR / f"{f}-early")
-                    results["classifiers"][f"{f} (early exit)"] = f"{CLASSIFIERS_DIR}/{f}-early"
-                clfs[f] = (clf, clf_e)
-            with steps.step(f"{f}/validate", f"{tag}: validating on {len(val)} samples (SNs, generation, logits)"):
-                run_v = ws.model_answers(val)
-                gen = (run_v.preds, run_v.texts, run_v.seconds)
-                val_res = validate(vlm, val, clf, generated=gen, batch_size=batch_size, keep_answers=True)
-                for a in val_res["answers"]:
-                    a["image"] = _relative(a["image"], out)
-                early = pa.summary.pop("early")
-                if clf_e is not None and early is not None:
-                    early["val"] = validate(vlm, val, clf_e, generated=gen, first_token=False, batch_size=batch_size)
-            results["family"][f] = {"n_probe": len(probe), "n_val": len(val), "probe": pa.summary,
-                                    "chosen": pa.summary["chosen"], "early": early, "val": val_res}
+            results["family"][f], clfs[f] = _run_family(vlm, ws, f, *data[f], out, steps, f"[{i}/{len(fams)}] {f}",
+                                                        early_max_layer, batch_size)
+            results["classifiers"][f] = f"{CLASSIFIERS_DIR}/{f}"
+            if clfs[f][1] is not None:
+                results["classifiers"][f"{f} (early exit)"] = f"{CLASSIFIERS_DIR}/{f}-early"
 
         if experiments != "none":
             with steps.step("experiments", f"experiments ({experiments})", pause=True):
@@ -264,6 +238,39 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
         steps.close()
     written["out"] = out
     return written
+
+
+def _run_family(vlm: Any, ws: Any, f: str, probe: list[Sample], val: list[Sample], out: Path, steps: _Steps,
+                tag: str, early_max_layer: int, batch_size: int) -> tuple[dict[str, Any], tuple[Any, Any]]:
+    """One family: Alg. 1 on the probing set (classifiers saved), Alg. 2 + baselines on validation."""
+    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.report.analysis import analyse_probe, validate
+
+    with steps.step(f"{f}/probe", f"{tag}: probing {len(probe)} samples (activations + model answers)"):
+        store = ws.store(probe)
+        run_p = ws.model_answers(probe)
+    with steps.step(f"{f}/select", f"{tag}: scoring neurons, SNt sweep"):
+        pa = analyse_probe(store, run_p.preds, early_max_layer=early_max_layer)
+        early = pa.summary.pop("early")
+        meta = {"family": f, "chosen": pa.summary["chosen"], "probe_samples": len(probe)}
+        clf = SuperNeuronClassifier.from_store(pa.sns, store, aggregation="vote", meta=meta)
+        clf.save(out / CLASSIFIERS_DIR / f)
+        clf_e = None
+        if pa.early is not None and early is not None:
+            clf_e = SuperNeuronClassifier.from_store(pa.early, store, aggregation="vote",
+                                                     meta={**meta, "chosen": early["chosen"]})
+            clf_e.save(out / CLASSIFIERS_DIR / f"{f}-early")
+    with steps.step(f"{f}/validate", f"{tag}: validating on {len(val)} samples (SNs, generation, logits)"):
+        run_v = ws.model_answers(val)
+        gen = (run_v.preds, run_v.texts, run_v.seconds)
+        val_res = validate(vlm, val, clf, generated=gen, batch_size=batch_size, keep_answers=True)
+        for a in val_res["answers"]:
+            a["image"] = _relative(a["image"], out)
+        if clf_e is not None:
+            early["val"] = validate(vlm, val, clf_e, generated=gen, first_token=False, batch_size=batch_size)
+    summary = {"n_probe": len(probe), "n_val": len(val), "probe": pa.summary, "chosen": pa.summary["chosen"],
+               "early": early, "val": val_res}
+    return summary, (clf, clf_e)
 
 
 def _run_experiments(vlm: Any, data: dict[str, tuple[list[Sample], list[Sample]]], out: Path, quick: bool,
