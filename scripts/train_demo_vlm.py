@@ -310,6 +310,9 @@ def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch
 def family_weights(frac: float, args) -> dict[str, float]:
     if args.only:
         return dict.fromkeys(args.only.split(","), 1.0)
+    if args.init_from is not None:  # second run: the POPE-like families at high weight, the rest kept alive
+        return {"single": 0.1, "open": 0.1, "presence": 0.3, "attribute": 0.25, "spatial": 0.04,
+                "occlusion": 0.04, "depth": 0.04, "counting": 0.08, "mcq": 0.05}
     if frac < args.easy_frac:
         return {"single": 0.3, "open": 0.3, "presence": 0.2, "attribute": 0.2}
     return {"single": 0.05, "open": 0.15, "presence": 0.2, "attribute": 0.15, "spatial": 0.1,
@@ -335,12 +338,13 @@ def make_item(scene: Scene, family: str, rng: random.Random) -> tuple[str, str, 
 
 
 def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
-    rng = random.Random(f"batch/{args.seed}/{step}")
+    second = args.init_from is not None  # a continued run draws other train scenes than the first
+    rng = random.Random(f"batch/{args.seed}/{step}" + ("/2" if second else ""))
     weights = family_weights(frac, args)
     names, probs = list(weights), list(weights.values())
     max_obj = 3 if frac < args.easy_frac else 5
     scenes, items = [], []
-    idx = step * args.batch * 2
+    idx = step * args.batch * 2 + (50_000_000 if second else 0)
     while len(items) < args.batch:
         idx += 1
         scene = make_scene("train", idx, args.seed, max_objects=max_obj)
@@ -524,13 +528,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=7000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--vision-lr-scale", type=float, default=0.5)
+    ap.add_argument("--vision-lr-scale", type=float, default=0.0, help="0 freezes the vision tower in stage 1")
     ap.add_argument("--floor", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--easy-frac", type=float, default=0.15)
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
     ap.add_argument("--deep-weight", type=float, default=0.5)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="continue from a saved model folder (skips stage 0 and the easy phase)")
     ap.add_argument("--only", default="", help="pilot: train only these comma-separated families (e.g. open,single)")
     ap.add_argument("--whiten", type=int, default=1, help="data-dependent projector init (1) or plain random (0)")
     ap.add_argument("--stage0-from", type=Path, default=None, help="reuse a stage-0 vision tower (<work>/stage0.pt)")
@@ -583,6 +589,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.save({"stage": stage, "step": step, "model": model.state_dict(), "head0": head0.state_dict(),
                     "aux_head": aux_head.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed()}, ckpt_path)
 
+    if args.init_from is not None and state is None:
+        from transformers import LlavaForConditionalGeneration
+
+        model.load_state_dict(LlavaForConditionalGeneration.from_pretrained(args.init_from).state_dict())
+        stage, args.easy_frac, args.whiten = 1, 0.0, 0
+        log(f"initialised from {args.init_from}", fh)
     # ---- stage 0: vision tower with dense per-patch labels
     if stage == 0 and args.stage0_from is not None:
         s0 = torch.load(args.stage0_from, weights_only=False)
@@ -625,8 +637,12 @@ def main(argv: list[str] | None = None) -> None:
     vis_params = list(vt.parameters())
     vis_ids = {id(p) for p in vis_params}
     other = [p for p in model.parameters() if id(p) not in vis_ids] + list(aux_head.parameters())
-    opt = torch.optim.AdamW([{"params": other, "scale": 1.0}, {"params": vis_params, "scale": args.vision_lr_scale}],
-                            lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    groups = [{"params": other, "scale": 1.0}]
+    if args.vision_lr_scale > 0:
+        groups.append({"params": vis_params, "scale": args.vision_lr_scale})
+    else:  # frozen, as LLaVA freezes its CLIP: LM gradients of an untrained LM erase the stage-0 shape features
+        vt.requires_grad_(False)
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
     if state and state["stage"] == 1 and state["step"] > 0:
         opt.load_state_dict(state["opt"])
     model.train()

@@ -25,8 +25,10 @@ tokenizer's yes/no variants with logsumexp, as `baselines.first_token_margins`).
   fires). The cascade records those features from the language model's call and replays them
   while resuming, so resume is exact for every L*, including L* below the last DeepStack layer
   (`capture.resume_forward` alone is exact only from above them).
-- Models whose upper layers use a different attention type than layer L* (sliding-window layers)
-  are refused: the stop layer's mask would be wrong for them.
+- Refused (`check_resumable`): models loaded truncated (`load_model(..., max_layer=k)`: no upper
+  layers, norm or head), and models whose upper layers use another attention type than layer L*
+  (sliding-window layers): the stop layer's mask would be wrong for them. `verify_resume` checks
+  any other family against a plain forward (`cascade_sweep` does so first).
 
     >>> out = cascade_predict(clf, vlm, samples, margin=0.2)                 # doctest: +SKIP
     >>> out.paths[:3], out.deferral_rate, out.avg_layers                     # doctest: +SKIP

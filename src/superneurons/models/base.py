@@ -126,7 +126,8 @@ class VLM:
         self.hidden_size = int(self.text_config.hidden_size)
         self.fingerprint = config_fingerprint(model.config, self.num_layers, self.hidden_size)
         self.prompt_template = self.build_prompt(QUESTION_FIELD)
-        if self.prompt_template.count(QUESTION_FIELD) != 1:
+        # a template may repeat the question (the demo model reads it before and after the image)
+        if QUESTION_FIELD not in self.prompt_template:
             raise ModelError(f"{name_or_path}: the chat template does not keep the question verbatim "
                              f"({self.prompt_template!r}); use a model whose template inserts the user text")
 
