@@ -260,7 +260,9 @@ def test_refuses_what_it_cannot_resume(tiny_llava, samples):
 # ---- sweep, plot, CLI ---------------------------------------------------------------------------
 def test_sweep_rows_and_best_margin(tiny_llava, samples):
     clf = make_classifier(tiny_llava, samples, exit_layer=1)
-    rows = cascade_sweep(clf, tiny_llava, samples, margins=[0.3], batch_size=4)
+    rows = cascade_sweep(clf, tiny_llava, samples, margins=[0.3], batch_size=4, repeats=2)
+    with pytest.raises(DataError, match="repeats"):
+        cascade_sweep(clf, tiny_llava, samples, margins=[0.3], repeats=0)
     assert [r["margin"] for r in rows] == [0.0, 0.3, 0.5]
     assert [r["point"] for r in rows] == ["SNs only", "", "model only"]
     rates = [r["deferral_rate"] for r in rows]

@@ -6,9 +6,16 @@ import pytest
 
 from superneurons.synth import demo_model_path, make_scene
 
-# (val scene index, question, answer): held-out scenes (seed 0) the shipped model answers correctly
+# (val scene index, question, answer): held-out scenes (seed 0) the shipped model answers correctly.
+# The shipped model is weak (see MODEL_CARD.md: presence/attribute near chance, counting 0.68), so these
+# pin its current behaviour, both answers of each family, rather than show it binds colour and shape.
 FIXED = [
-    (0, "Is there a red circle in the image?", "no"),
+    (0, "Is there a blue square in the image?", "no"),
+    (23, "Is there a red circle in the image?", "yes"),
+    (3, "Is there 1 triangle in the image?", "yes"),
+    (2, "Are there 3 circles in the image?", "no"),
+    (27, "Are there 2 triangles in the image?", "yes"),
+    (8, "Are there 2 triangles in the image?", "no"),
 ]
 
 

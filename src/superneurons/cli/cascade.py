@@ -1,7 +1,7 @@
 """`superneurons cascade-sweep`: accuracy vs cost of SNs that defer unsure samples to the model.
 
     superneurons cascade-sweep --classifier CLF --model M --data D.jsonl [--margins 0,0.05,...,0.5]
-        [--calibrate PROBE_ACTS | --temperature T] [--out DIR] [--limit N] [--batch-size B]
+        [--calibrate PROBE_ACTS | --temperature T] [--repeats R] [--out DIR] [--limit N] [--batch-size B]
         [--device auto] [--model-dtype auto] [--no-strict]
 
 For each margin m (0 = SNs only and 0.5 = model only are always included), samples whose SN score
@@ -45,6 +45,8 @@ def cascade_sweep_command(
                                           "score's temperature on it and save it into the classifier."),
     temperature: float | None = typer.Option(None, "--temperature", help="Temperature of the mean score "
                                              "(default: the classifier's calibrated one)."),
+    repeats: int = typer.Option(1, "--repeats", help="Timed runs per margin (round-robin); the fastest is "
+                                "reported (use 3+ on a shared machine)."),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
@@ -85,7 +87,8 @@ def cascade_sweep_command(
     err.print(f"loading [bold]{model}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     rows = cascade_sweep(clf, vlm, samples, grid, batch_size=batch_size, aggregation=aggregation,
-                         strict=strict, progress=True, temperature=temperature)
+                         strict=strict, progress=True, temperature=temperature,
+                         repeats=repeats)
     best = best_margin(rows)
     console = Console()
     table = Table(title=f"{len(samples)} samples; SNs: K={clf.sns.k}, L*={clf.exit_layer} "
