@@ -58,6 +58,8 @@ def bench_command(
     res = run_bench(vlm, samples, classifiers=clfs, exit_layers=layers, k=k, batch_size=batch_size,
                     max_new_tokens=max_new_tokens, repeats=repeats, warmup=warmup, generate=generate)
     console = Console()
+    if not console.is_terminal:  # a log or CI: do not squeeze the tables into 80 columns
+        console = Console(width=160)
     d = res.to_dict()
     console.print(bench_table(d).to_rich())
     names = {"generate_128": "generate(128)", "generate_1": "generate(1)", "prefill": "the prefill"}

@@ -50,6 +50,8 @@ def demo_command(
                      experiments=experiments, cascade=cascade, bench=bench)
     results = json.loads(paths["json"].read_text(encoding="utf-8"))
     console = Console()
+    if not console.is_terminal:  # a log or CI: do not squeeze the tables into 80 columns
+        console = Console(width=160)
     for table in (table1(results), table2(results), table5(results, results.get("tab5_family"))):
         console.print(table.to_rich())
     if results.get("bench"):
