@@ -231,8 +231,9 @@ def resume_forward(vlm: VLM, trace: LayerTrace) -> torch.Tensor:
     """Finish a forward that `trace` stopped: run the layers above the stop layer, the final norm
     and the LM head; return logits [B, S, V] (cascade inference).
 
-    Exact for LLaVA and Qwen2/2.5-VL. For Qwen3-VL it is exact when the trace stopped at or after
-    the last DeepStack layer (the visual features it adds after the first layers are not replayed).
+    Exact for LLaVA and Qwen2/2.5-VL. For Qwen3-VL it is exact only when the trace stopped strictly
+    after the last DeepStack layer (the visual features it adds after the first layers are not
+    replayed); `superneurons.cascade` records and re-adds them, and is exact at every layer.
     """
     if not trace.stopped or trace.stop_hidden is None or trace.stop_after is None:
         raise ValueError("resume_forward needs a LayerTrace that stopped a forward (stop_after=k)")
