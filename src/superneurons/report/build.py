@@ -61,7 +61,8 @@ def summary_bullets(results: dict[str, Any]) -> list[str]:
                            + f"; {s[f'sn_L{k}_over_bare_exit']:.2f}x the bare hooked exit (the physical limit).")
     meta = results["meta"]
     if meta.get("seconds"):
-        out.append(f"The whole demo took {meta['seconds'] / 60:.1f} minutes on {meta.get('threads', '?')} threads.")
+        n = meta.get("threads", "?")
+        out.append(f"The whole demo took {meta['seconds'] / 60:.1f} minutes on {n} CPU thread{'' if n == 1 else 's'}.")
     return out
 
 
