@@ -94,15 +94,7 @@ def prepare_fewshot(vlm: VLM, queries: Sequence[Sample], examples: Sequence[Sequ
     answers = answers or answer_words(vlm)
     texts = [fewshot_prompt(vlm, ex, q.question, answers) for q, ex in zip(queries, examples, strict=True)]
     images = [s.load_image() for q, ex in zip(queries, examples, strict=True) for s in (*ex, q)]
-    enc = vlm.processor(images=images, text=texts, return_tensors="pt", padding=True, **vlm.processor_kwargs())
-    enc.pop("token_type_ids", None)
-    if "mm_token_type_ids" not in vlm.forward_keys():
-        enc.pop("mm_token_type_ids", None)
-    for key, v in list(enc.items()):
-        if isinstance(v, torch.Tensor):
-            v = v.to(vlm.device)
-            enc[key] = v.to(vlm.dtype) if v.is_floating_point() else v
-    return enc
+    return vlm.encode(texts, images)
 
 
 def draw_examples(pool: Sequence[Sample], n: int, rng: random.Random, exclude: Sample | None = None) -> list[Sample]:

@@ -183,12 +183,15 @@ class VLM:
         """Left-padded model inputs for a batch of samples, on the model's device."""
         if not samples:
             raise ModelError("prepare() got no samples")
-        texts = [self.build_prompt(s.question) for s in samples]
-        images = [s.load_image() for s in samples]
-        enc = self.processor(images=images, text=texts, return_tensors="pt", padding=True,
-                             **self.processor_kwargs())
+        return self.encode([self.build_prompt(s.question) for s in samples], [s.load_image() for s in samples])
+
+    def encode(self, texts: Sequence[str], images: Sequence[Any]) -> BatchEncoding:
+        """Processor inputs for ready-made prompts and their images (in prompt order), left padded,
+        with only the keys the model's forward takes, on the model's device and dtype."""
         import torch
 
+        enc = self.processor(images=list(images), text=list(texts), return_tensors="pt", padding=True,
+                             **self.processor_kwargs())
         enc.pop("token_type_ids", None)
         if "mm_token_type_ids" not in self.forward_keys():
             enc.pop("mm_token_type_ids", None)
