@@ -10,12 +10,21 @@ Recipe (see the model card for numbers):
   (not saved): which (colour, shape) classes a patch shows, the colour / shape / same-shape count of
   the patch's main object, and for that object its relation to every other (colour, shape) class in
   the scene (left of, in front of, drawn over). This plays the role of CLIP pretraining.
-- Stage 1: the whole LLaVA on the train split's question families plus open questions
-  ("what color is the circle ?", "describe the scene ."), question tokens BEFORE the image tokens,
-  loss on the answer and end-of-sequence. An auxiliary per-image-token head (not saved) on the
-  output of decoder layer `--aux-layer` is taught, for yes/no questions, which patches show the
-  object the question is about and whether the answer there is yes or no. Curriculum: single-
-  attribute yes/no and open questions with at most 3 objects first, then all families.
+- Alignment: the projector alone is fitted so that each image token approximates
+  embedding(colour word) + embedding(shape word) of its patch's main object (LLaVA's feature-alignment
+  stage in spirit), and the same loss stays on during stage 1. Image tokens then share directions with
+  the question's words, which turns "does the question match the image" from a purely bilinear
+  problem (a long plateau at chance) into one with a first-order gradient.
+- Stage 1: the whole LLaVA (vision tower frozen) on the train split's question families plus open
+  questions ("what color is the circle ?", "describe the scene ."), question tokens BEFORE the image
+  tokens, loss on the answer and end-of-sequence. Training-only linear heads (not saved): every image
+  token after decoder layer 1 predicts what the question asks about (colour and shape of its first
+  and second object); after decoder layer `--aux-layer`, every image token predicts whether its patch
+  shows the object asked about and the answer there, and the answer position predicts the question's
+  slots and the yes/no answer. The last head plants answer information in layer `--aux-layer`: the
+  model card says so, since early-layer Super Neurons are what the demo reports.
+  Curriculum: single-attribute yes/no, presence, attribute and open questions with at most 3
+  objects first, then all families.
 - Evaluation: greedy `generate()` after reloading the saved folder with `from_pretrained`, on
   held-out (val split) scenes, per family.
 """
@@ -127,6 +136,24 @@ def referenced(scene: Scene, family: str, text: str, meta: dict) -> list[int]:
         words = set(WORD_RE.findall(meta["stem"].lower()))
         return [o.order for o in objs if o.shape in words or Q.plural(o.shape) in words]
     return []
+
+
+COLOR_LIST = list(COLORS)
+
+
+def question_slots(family: str, meta: dict) -> list[int]:
+    """(colour, shape) of the object a yes/no question is about and of its second object; 0 = not
+    asked, -100 = no target (open and mcq questions). Targets for the auxiliary 'what was asked' heads."""
+    if family in ("open", "mcq"):
+        return [-100] * 4
+
+    def cs(color: str | None, shape: str | None) -> list[int]:
+        return [COLOR_LIST.index(color) + 1 if color else 0, SHAPES.index(shape) + 1 if shape else 0]
+
+    if family in ("spatial", "occlusion", "depth"):
+        (c1, s1), (c2, s2) = (meta["first"].split()[-2:], meta["second"].split()[-2:])
+        return cs(c1, s1) + cs(c2, s2)
+    return cs(meta.get("color"), meta.get("shape")) + [0, 0]
 
 
 def build_vocab() -> list[str]:
@@ -276,6 +303,18 @@ def dense_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.T
     return out
 
 
+def main_object_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """[B, P] colour (1..) and shape (1..) of each patch's main object, 0 on background."""
+    obj = counts[:, :, 1:]
+    main, has = obj.argmax(-1), obj.max(-1).values >= 4
+    col = torch.zeros(len(scenes), obj.shape[-1], dtype=torch.long)
+    shp = torch.zeros_like(col)
+    for b, s in enumerate(scenes):
+        for i, o in enumerate(s.objects):
+            col[b, i], shp[b, i] = COLOR_LIST.index(o.color) + 1, SHAPES.index(o.shape) + 1
+    return {"color": torch.where(has, col.gather(1, main), 0), "shape": torch.where(has, shp.gather(1, main), 0)}
+
+
 def _bbox_near(a, c) -> bool:
     return a.bbox[0] < c.bbox[2] and c.bbox[0] < a.bbox[2] and a.bbox[1] < c.bbox[3] and c.bbox[1] < a.bbox[3]
 
@@ -372,6 +411,8 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
         if items[i][2] != "open":
             weight[i] = args.yn_weight
     counts = patch_counts(scenes)
+    slots = torch.tensor([question_slots(fam, meta) for _, _, fam, meta in items])
+    answer = torch.tensor([-100 if fam == "open" else int(a == "yes") for _, a, fam, _ in items])
     aux = torch.full((len(seqs), N_PATCH), -100)
     for i, (scene, (q, a, fam, meta)) in enumerate(zip(scenes, items, strict=True)):
         if fam == "open":
@@ -382,7 +423,8 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
             hit |= counts[i, :, r + 1] >= 4
         aux[i] = torch.where(hit, 2 if a == "yes" else 1, 0)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels, "pixel_values": pixels(scenes),
-            "weight": weight, "aux": aux, "families": [it[2] for it in items]}
+            "weight": weight, "aux": aux, "slots": slots, "answer": answer, "scenes": scenes,
+            "families": [it[2] for it in items]}
 
 
 @torch.no_grad()
@@ -409,7 +451,66 @@ def whiten_projector(model, args) -> None:
     proj.linear_2.bias.copy_(-(proj.linear_2.weight @ h.mean(0)))
 
 
-def lm_loss(model, aux_head, batch, args, image_id: int):
+SLOT_SIZES = (5, 4, 5, 4)  # colour, shape of the first object; colour, shape of the second (0 = none)
+
+
+class AuxHeads(torch.nn.Module):
+    """Training-only linear heads (never saved with the model); see the module docstring."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.slots_patch = torch.nn.Linear(hidden, sum(SLOT_SIZES))  # layer 1, every image token
+        self.patch = torch.nn.Linear(hidden, 3)  # layer aux_layer, every image token
+        self.last = torch.nn.Linear(hidden, sum(SLOT_SIZES) + 2)  # layer aux_layer, answer position
+
+
+def slot_loss(logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of [..., sum(SLOT_SIZES)] logits against [..., 4] slot targets."""
+    parts = torch.split(logits, SLOT_SIZES, dim=-1)
+    return sum(F.cross_entropy(lg.reshape(-1, n), slots[..., i].reshape(-1), ignore_index=-100)
+               for i, (lg, n) in enumerate(zip(parts, SLOT_SIZES, strict=True))) / len(SLOT_SIZES)
+
+
+def word_targets(model, tokenizer, scenes: list[Scene]) -> torch.Tensor:
+    """[B, P, D]: for each patch, embedding(colour word) + embedding(shape word) of its main object (0 on
+    background). Image tokens pulled toward these share directions with the question's words."""
+    lab = main_object_labels(scenes, patch_counts(scenes))
+    emb = model.get_input_embeddings().weight.detach()
+    col = torch.tensor([0] + tokenizer.convert_tokens_to_ids(COLOR_LIST))
+    shp = torch.tensor([0] + tokenizer.convert_tokens_to_ids(list(SHAPES)))
+    return (emb[col[lab["color"]]] * (lab["color"] > 0).unsqueeze(-1)
+            + emb[shp[lab["shape"]]] * (lab["shape"] > 0).unsqueeze(-1))
+
+
+def align_loss(model, tokenizer, scenes: list[Scene], image_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Projector outputs ([B, P, D], computed here if not given) vs `word_targets`, relative to the
+    squared norm of a word embedding."""
+    target = word_targets(model, tokenizer, scenes)
+    out = image_tokens
+    if out is None:
+        with torch.no_grad():
+            f = model.model.vision_tower(pixel_values=pixels(scenes), output_hidden_states=True).hidden_states[-1][:, 1:]
+        out = model.model.multi_modal_projector(f)
+    out = out.view(target.shape)
+    scale = model.get_input_embeddings().weight.detach().norm(dim=-1).mean() ** 2
+    return ((out - target) ** 2).sum(-1).mean() / scale
+
+
+def pre_align(model, tokenizer, args, fh) -> None:
+    """Projector alone (LLaVA's feature-alignment stage in spirit): image tokens toward word embeddings."""
+    proj = model.model.multi_modal_projector
+    opt = torch.optim.Adam(proj.parameters(), lr=3e-3)
+    for step in range(args.align_steps):
+        scenes = [make_scene("train", 30_000_000 + step * 64 + i, args.seed) for i in range(64)]
+        loss = align_loss(model, tokenizer, scenes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == args.align_steps - 1:
+            log(f"align step {step} loss {loss.item():.3f}", fh)
+
+
+def lm_loss(model, heads: AuxHeads, batch, args, image_id: int, tokenizer):
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 pixel_values=batch["pixel_values"], output_hidden_states=True)
     logits = out.logits[:, :-1]
@@ -427,11 +528,21 @@ def lm_loss(model, aux_head, batch, args, image_id: int):
         loss = loss + args.deep_weight * torch.stack(deep).mean()
     aux_loss = torch.tensor(0.0)
     if args.aux_weight > 0:
-        h = out.hidden_states[args.aux_layer]
         img = batch["input_ids"] == image_id
-        hi = h[img].view(h.shape[0], N_PATCH, -1)
-        aux_loss = F.cross_entropy(aux_head(hi).reshape(-1, 3), batch["aux"].reshape(-1), ignore_index=-100)
+        B = img.shape[0]
+        h1 = out.hidden_states[1][img].view(B, N_PATCH, -1)
+        hk = out.hidden_states[args.aux_layer]
+        hp = hk[img].view(B, N_PATCH, -1)
+        hl = hk[torch.arange(B), (tgt != -100).float().argmax(1)]  # the position that predicts the answer
+        slots = batch["slots"]
+        last = heads.last(hl)
+        aux_loss = (slot_loss(heads.slots_patch(h1), slots.unsqueeze(1).expand(-1, N_PATCH, -1))
+                    + slot_loss(last[:, :-2], slots)
+                    + F.cross_entropy(last[:, -2:], batch["answer"], ignore_index=-100)
+                    + F.cross_entropy(heads.patch(hp).reshape(-1, 3), batch["aux"].reshape(-1), ignore_index=-100))
         loss = loss + args.aux_weight * aux_loss
+    if args.align_weight > 0:
+        loss = loss + args.align_weight * align_loss(model, tokenizer, batch["scenes"], out.image_hidden_states)
     with torch.no_grad():
         first = (tgt != -100).float().argmax(1)
         pred = logits[torch.arange(len(first)), first].argmax(-1)
@@ -523,30 +634,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--vis-layers", type=int, default=3)
     ap.add_argument("--vis-hidden", type=int, default=96)
-    ap.add_argument("--stage0-steps", type=int, default=2500)
+    ap.add_argument("--stage0-steps", type=int, default=1500)
     ap.add_argument("--stage0-batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=7000)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vision-lr-scale", type=float, default=0.0, help="0 freezes the vision tower in stage 1")
     ap.add_argument("--floor", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--easy-frac", type=float, default=0.15)
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
-    ap.add_argument("--deep-weight", type=float, default=0.5)
+    ap.add_argument("--deep-weight", type=float, default=0.0,
+                    help="answer read out through the LM head after every decoder layer >= 2 (0: off)")
+    ap.add_argument("--align-weight", type=float, default=1.0, help="image tokens toward colour+shape word embeddings")
+    ap.add_argument("--align-steps", type=int, default=300, help="projector-only alignment steps before stage 1")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="continue from a saved model folder (skips stage 0 and the easy phase)")
     ap.add_argument("--only", default="", help="pilot: train only these comma-separated families (e.g. open,single)")
     ap.add_argument("--whiten", type=int, default=1, help="data-dependent projector init (1) or plain random (0)")
     ap.add_argument("--stage0-from", type=Path, default=None, help="reuse a stage-0 vision tower (<work>/stage0.pt)")
     ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
-    ap.add_argument("--time-budget", type=float, default=40 * 60,
+    ap.add_argument("--time-budget", type=float, default=2400,
                     help="seconds for stages 0+1; stage 1 schedules lr/curriculum by wall time to end in it (0: by steps)")
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=500)
-    ap.add_argument("--eval-scenes", type=int, default=400)
-    ap.add_argument("--final-scenes", type=int, default=600)
+    ap.add_argument("--eval-scenes", type=int, default=200)
+    ap.add_argument("--final-scenes", type=int, default=400)
     ap.add_argument("--no-save", action="store_true", help="pilot run: train and evaluate, save nothing to --out")
     args = ap.parse_args(argv)
 
@@ -574,12 +688,12 @@ def main(argv: list[str] | None = None) -> None:
 
     vt = model.model.vision_tower
     head0 = torch.nn.Linear(args.vis_hidden, sum(HEAD_SIZES.values()))
-    aux_head = torch.nn.Linear(args.hidden, 3)
+    heads = AuxHeads(args.hidden)
     stage, step0 = (state["stage"], state["step"]) if state else (0, 0)
     if state:
         model.load_state_dict(state["model"])
         head0.load_state_dict(state["head0"])
-        aux_head.load_state_dict(state["aux_head"])
+        heads.load_state_dict(state["heads"])
         log(f"resumed at stage {stage} step {step0} ({elapsed_before:.0f}s already spent)", fh)
 
     def elapsed() -> float:
@@ -587,7 +701,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def save_ckpt(stage: int, step: int, opt) -> None:
         torch.save({"stage": stage, "step": step, "model": model.state_dict(), "head0": head0.state_dict(),
-                    "aux_head": aux_head.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed()}, ckpt_path)
+                    "heads": heads.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed()}, ckpt_path)
 
     if args.init_from is not None and state is None:
         from transformers import LlavaForConditionalGeneration
@@ -634,9 +748,11 @@ def main(argv: list[str] | None = None) -> None:
     if step0 == 0 and args.whiten:
         whiten_projector(model, args)
         log("projector initialised on whitened vision features", fh)
+    if step0 == 0 and args.align_steps:
+        pre_align(model, tokenizer, args, fh)
     vis_params = list(vt.parameters())
     vis_ids = {id(p) for p in vis_params}
-    other = [p for p in model.parameters() if id(p) not in vis_ids] + list(aux_head.parameters())
+    other = [p for p in model.parameters() if id(p) not in vis_ids] + list(heads.parameters())
     groups = [{"params": other, "scale": 1.0}]
     if args.vision_lr_scale > 0:
         groups.append({"params": vis_params, "scale": args.vision_lr_scale})
@@ -663,7 +779,7 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
         batch = make_batch(step, args, tokenizer, excluded, frac)
-        loss, aux_loss, correct = lm_loss(model, aux_head, batch, args, image_id)
+        loss, aux_loss, correct = lm_loss(model, heads, batch, args, image_id, tokenizer)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -731,7 +847,8 @@ def write_card(args, steps: int, train_time: float, n_params: int, size: int, re
                      + ", ".join(f"{k} {v:.2f}" for k, v in r["by_kind"].items()) + " |" for f, r in results.items())
     card = CARD.format(layers=args.layers, hidden=args.hidden, vis_layers=args.vis_layers, vis_hidden=args.vis_hidden,
                        n_params=n_params, size=size / 1e6, steps=steps, stage0=args.stage0_steps, batch=args.batch,
-                       lr=args.lr, aux_weight=args.aux_weight, aux_layer=args.aux_layer, seed=args.seed,
+                       lr=args.lr, aux_weight=args.aux_weight, aux_layer=args.aux_layer, align_steps=args.align_steps,
+                       align_weight=args.align_weight, seed=args.seed,
                        minutes=train_time / 60, rows=rows, n_val=args.final_scenes, easy=args.easy_frac,
                        yn=args.yn_weight, cmd=" ".join(sys.argv), status=status_note(results))
     (args.out / "MODEL_CARD.md").write_text(card)
@@ -774,13 +891,20 @@ Super Neurons in without downloading weights. It is not a general model.
   patch (not saved): the (colour, shape) classes the patch shows, the colour / shape / same-shape
   count of its main object, and that object's relations (left of, in front of, drawn over) to every
   other (colour, shape) class in the scene.
-- Stage 1 ({steps} steps, batch {batch}): the whole model, AdamW lr {lr} (vision tower frozen; projector initialised on standardised vision features), betas
+- Alignment ({align_steps} steps, batch 64): the projector alone, image tokens toward
+  embedding(colour word) + embedding(shape word) of the patch's main object; the same loss (weight
+  {align_weight}) stays on in stage 1.
+- Stage 1 ({steps} steps, batch {batch}): the whole model, AdamW lr {lr} (vision tower frozen), betas
   (0.9, 0.98), warmup 200, cosine, clip 1.0; loss on the answer tokens and `</s>`, yes/no questions
   weighted x{yn}. First {easy:.0%} of steps: at most 3 objects, single-attribute yes/no ("is there a
   red thing ?"), open questions ("what color is the circle ?", "describe the scene .") and
-  presence/attribute; then every family. An auxiliary head (not saved) on the output of decoder
-  layer {aux_layer} (weight {aux_weight}) learns, per image token, whether the patch shows the object
-  the yes/no question is about and, if so, whether the answer is yes.
+  presence/attribute; then every family. Training-only linear heads (weight {aux_weight}, not saved):
+  image tokens after decoder layer 1 predict what the question asks about (colour / shape of its
+  objects); after decoder layer {aux_layer}, image tokens predict whether their patch shows the object
+  asked about and the answer there, and the answer position predicts the question's slots and the
+  yes/no answer. **That last head puts answer information in layer {aux_layer} on purpose**: Super
+  Neurons found at layers <= {aux_layer} of this model are partly planted by training, whereas in the
+  paper's VLMs they emerge.
 
 ## Held-out accuracy (greedy `generate()`, val split, {n_val} scenes, reloaded with `from_pretrained`)
 | family | accuracy | yes rate | n | by kind |

@@ -256,7 +256,7 @@ def _greedy_last_position(vlm: VLM, batch: BatchEncoding, max_new_tokens: int) -
     row's index of its last real token (its EOS, or the last of `max_new_tokens`)."""
     inputs = dict(batch)
     gen = vlm.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             pad_token_id=vlm.tokenizer.pad_token_id)
+                             pad_token_id=vlm.tokenizer.pad_token_id, suppress_tokens=vlm.media_token_ids() or None)
     prompt_len = inputs["input_ids"].shape[1]
     new = gen[:, prompt_len:]
     eos = vlm.model.generation_config.eos_token_id

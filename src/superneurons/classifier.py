@@ -26,6 +26,7 @@ from torch import Tensor
 
 from superneurons.aggregation import AGGREGATIONS, aggregate
 from superneurons.errors import DataError, ModelError
+from superneurons.models.base import same_weights
 from superneurons.selection import SuperNeurons
 
 if TYPE_CHECKING:
@@ -127,6 +128,10 @@ class SuperNeuronClassifier:
                                  f"(probed on {self.model!r}) vs model {str(vlm.fingerprint.get(key))[:16]!r} "
                                  f"({vlm.name_or_path!r}); load the probed model or pass strict=False "
                                  "(--no-strict) to use it anyway")
+        if not same_weights(fp, vlm.fingerprint):
+            raise ModelError(f"model weights differ from the probed model's ({self.model!r}) although the config "
+                             f"matches: {vlm.name_or_path!r} looks like another training run of it; load the probed "
+                             "checkpoint, probe this one again, or pass strict=False (--no-strict) to use it anyway")
         if self.prompt_template != vlm.prompt_template:
             raise ModelError(f"prompt template mismatch: classifier {self.prompt_template!r} vs model "
                              f"{vlm.prompt_template!r}; SNs only hold for the template they were found with")
@@ -299,15 +304,19 @@ def fit_classifier(store: Any, metric: str = "accuracy", snt: float | None = Non
 
 
 def write_predictions(path: str | Path, samples: Sequence[Sample], output: ClassifierOutput) -> Path:
-    """JSONL, one line per sample: id, answer ("yes"/"no"), prediction (1/0), score, label if known."""
+    """JSONL, one line per sample: id, answer ("yes"/"no"), prediction (1/0), score, label if known, and
+    for a cascade output which path answered ("sn" or "model")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if len(samples) != output.preds.numel():
         raise DataError(f"{len(samples)} samples but {output.preds.numel()} predictions")
+    paths = getattr(output, "paths", None)
     with path.open("w", encoding="utf-8") as fh:
-        for s, p, sc in zip(samples, output.preds.tolist(), output.scores.tolist(), strict=True):
+        for i, (s, p, sc) in enumerate(zip(samples, output.preds.tolist(), output.scores.tolist(), strict=True)):
             rec = {"id": s.id, "answer": "yes" if p == 1 else "no", "prediction": int(p), "score": float(sc)}
             if s.label is not None:
                 rec["label"] = s.label
+            if paths is not None:
+                rec["path"] = paths[i]
             fh.write(json.dumps(rec) + "\n")
     return path

@@ -34,10 +34,13 @@ if TYPE_CHECKING:
 def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8,
              generate: bool = True, first_token: bool = True, max_new_tokens: int = MAX_NEW_TOKENS,
              strict: bool = True, progress: bool = False, keep_answers: bool = False,
-             cascade_margin: float | None = None) -> dict[str, Any]:
+             cascade_margin: float | None = None,
+             generated: tuple[Sequence[int], Sequence[str], float] | None = None) -> dict[str, Any]:
     """Metrics of the SNs (mean, vote) and of the model baselines on labelled `samples`.
 
     `generate=False` / `first_token=False` skip a baseline (generation is the slow one).
+    `generated` = (POPE-parsed answers, texts, seconds) of the model's greedy generation on the same
+    samples, already run (e.g. cached by an experiment workspace): used instead of generating again.
     `cascade_margin=m` adds the method "cascade" (SNs, deferring |s - 0.5| < m to the model) and
     `result["cascade"]`: deferral rate, average layers per sample, accuracy, F1, time per sample.
     `keep_answers` adds the per-sample predictions and generated texts under "answers".
@@ -59,7 +62,16 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
         preds[f"sns_{how}"], scores[f"sns_{how}"] = aggregate(acts, how, clf.sns.alpha, clf.sns.rule)
     timing = {"sns": t_sn}
     texts: list[str] = []
-    if generate:
+    if generated is not None:
+        gen_preds, texts, gen_seconds = generated
+        if len(gen_preds) != len(samples) or len(texts) != len(samples):
+            raise DataError(f"generated answers for {len(gen_preds)} samples, evaluating {len(samples)}: "
+                            "pass the generation of exactly these samples")
+        texts = list(texts)
+        timing["model_generation"] = float(gen_seconds)
+        preds["model_generation"] = torch.as_tensor(list(gen_preds)).long()
+        preds["model_generation_strict"] = torch.tensor(parse_answers(texts, "strict"))
+    elif generate:
         t0 = time.perf_counter()
         texts = generate_answers(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size)
         timing["model_generation"] = time.perf_counter() - t0
@@ -101,17 +113,18 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
         result["mcq"] = mcq
     if keep_answers:
         result["answers"] = [
-            {"id": s.id, "label": s.label, **{k: int(v[i]) for k, v in preds.items()},
+            {"id": s.id, "image": None if hasattr(s.image, "size") else str(s.image), "question": s.question,
+             "label": s.label, **{k: int(v[i]) for k, v in preds.items()},
              **({"text": texts[i]} if texts else {})}
             for i, s in enumerate(samples)]
     return result
 
 
 def _mcq(samples: Sequence[Sample], scores: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Question-level accuracy per scored method, when the samples are MCQ binaries."""
-    from superneurons.mcq_eval import is_mcq, mcq_accuracy_from_samples
+    """Question-level accuracy per scored method, when every sample has a question id (MCQ binaries)."""
+    from superneurons.mcq_eval import QUESTION_KEY, mcq_accuracy_from_samples
 
-    if not is_mcq([s.meta for s in samples]):
+    if not all(QUESTION_KEY in s.meta for s in samples):
         return {}
     out = {}
     for name, sc in scores.items():

@@ -98,11 +98,12 @@ def is_mcq(metas: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def mcq_accuracy_from_samples(samples: Sequence[Any], scores: Sequence[float] | Any) -> McqAccuracy:
-    """`mcq_accuracy` for `Sample`s made by the MCQ loaders (uses meta question_id / option_index)."""
+    """`mcq_accuracy` for `Sample`s with meta question_id (and option_index, checked when all have it),
+    as the MCQ loaders and the synthetic mcq family write them."""
     metas = [s.meta for s in samples]
-    if not is_mcq(metas):
-        missing = next(s.id for s in samples if QUESTION_KEY not in s.meta or OPTION_KEY not in s.meta)
-        raise DataError(f"sample {missing!r} has no meta question_id/option_index; question-level accuracy "
-                        "needs the binary questions made by the A-OKVQA / ScienceQA loaders")
-    return mcq_accuracy(scores, [str(m[QUESTION_KEY]) for m in metas], [s.y for s in samples],
-                        [int(m[OPTION_KEY]) for m in metas])
+    missing = next((s.id for s in samples if QUESTION_KEY not in s.meta), None)
+    if missing is not None:
+        raise DataError(f"sample {missing!r} has no meta question_id; question-level accuracy needs the binary "
+                        "questions made by the A-OKVQA / ScienceQA loaders (or the synthetic mcq family)")
+    options = [int(m[OPTION_KEY]) for m in metas] if is_mcq(metas) else None
+    return mcq_accuracy(scores, [str(m[QUESTION_KEY]) for m in metas], [s.y for s in samples], options)

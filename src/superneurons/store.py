@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.errors import StoreError
+from superneurons.models.base import same_weights
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -232,11 +233,16 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 def _check_same_run(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
     for key, what in _IDENTITY.items():
-        if old.get(key) != new.get(key):
+        if key == "fingerprint":
+            a, b = dict(old.get(key) or {}), dict(new.get(key) or {})
+            differs = not same_weights(a, b) or {**a, "weights": None} != {**b, "weights": None}
+        else:
+            differs = old.get(key) != new.get(key)
+        if differs:
             if key == "fingerprint":
-                detail = (f"{old.get('model')!r} ({old[key].get('architecture')}, config "
-                          f"{str(old[key].get('config_hash'))[:12]}) vs {new.get('model')!r} "
-                          f"({new[key].get('architecture')}, config {str(new[key].get('config_hash'))[:12]})")
+                detail = " vs ".join(f"{m.get('model')!r} ({m[key].get('architecture')}, config "
+                                     f"{str(m[key].get('config_hash'))[:12]}, weights {str(m[key].get('weights'))[:12]})"
+                                     for m in (old, new))
             elif key in ("ids", "labels"):
                 detail = f"{len(old.get(key) or [])} vs {len(new.get(key) or [])} samples, or a different order"
             else:

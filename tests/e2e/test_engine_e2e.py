@@ -107,12 +107,37 @@ def test_cli_select_predict_evaluate(tiny_llava_dir, probed, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and {r["answer"] for r in rows} <= {"yes", "no"} and rows[0]["id"] == "s0000"
 
+    # --truncate: layers 0..L* only, same answers; --cascade-margin 0.5: every sample goes to the model
+    res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
+                           "--data", str(test_path), "--out", str(tmp_path / "trunc.jsonl"), "--device", "cpu",
+                           "--truncate"])
+    assert res.exit_code == 0, res.output
+    trunc = [json.loads(line) for line in (tmp_path / "trunc.jsonl").read_text().splitlines()]
+    assert [r["answer"] for r in trunc] == [r["answer"] for r in rows]
+    res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
+                           "--data", str(test_path), "--out", str(tmp_path / "casc.jsonl"), "--device", "cpu",
+                           "--cascade-margin", "0.5"])
+    assert res.exit_code == 0, res.output
+    casc = [json.loads(line) for line in (tmp_path / "casc.jsonl").read_text().splitlines()]
+    assert {r["path"] for r in casc} == {"model"} and "10 of 10 deferred" in res.output
+    from superneurons.baselines import first_token_margins
+    from superneurons.models import load_model
+
+    model_answers = (first_token_margins(load_model(str(tiny_llava_dir), device="cpu"), load_samples(test_path)) > 0)
+    assert [r["prediction"] for r in casc] == model_answers.long().tolist()
+    res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
+                           "--data", str(test_path), "--out", str(tmp_path / "x.jsonl"), "--truncate",
+                           "--cascade-margin", "0.1"])
+    assert res.exit_code != 0 and "use one of them" in str(res.exception)
+
     res = cli.invoke(app, ["evaluate", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
                            "--data", str(test_path), "--out", str(tmp_path / "metrics.json"), "--device", "cpu",
-                           "--max-new-tokens", "2", "--limit", "6"])
+                           "--max-new-tokens", "2", "--limit", "6", "--cascade-margin", "0"])
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 6 and "sns_vote" in metrics["methods"] and "agreement" in metrics
+    # margin 0: nothing deferred, so the cascade answers as the SNs (vote) do
+    assert metrics["cascade"]["deferred"] == 0 and metrics["methods"]["cascade"] == metrics["methods"]["sns_vote"]
 
     res = cli.invoke(app, ["select", "--acts", str(store.directory), "--out", str(tmp_path / "x"), "--snt", "1.0"])
     assert res.exit_code != 0 and "lower snt" in str(res.exception)  # nothing scores > 1.0

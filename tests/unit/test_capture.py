@@ -106,7 +106,7 @@ def test_last_token_matches_manual_forward(tiny_llava, samples):
     # by hand for sample 0: generate, append the tokens, plain forward, take the final position
     batch = vlm.prepare(samples[:1])
     with torch.inference_mode():
-        seq = vlm.model.generate(**batch, max_new_tokens=3, do_sample=False)
+        seq = vlm.model.generate(**batch, max_new_tokens=3, do_sample=False, suppress_tokens=vlm.media_token_ids())
         eos = vlm.model.generation_config.eos_token_id
         gen = seq[0, batch["input_ids"].shape[1]:].tolist()
         if eos in gen:
@@ -117,6 +117,28 @@ def test_last_token_matches_manual_forward(tiny_llava, samples):
         torch.testing.assert_close(acts[0, layer], out.hidden_states[layer + 1][0, -1], atol=ATOL, rtol=0)
     first = capture(vlm, samples[:1], progress=False)
     assert not torch.allclose(first[0, -1], acts[0, -1])
+
+
+def test_last_token_never_generates_an_image_placeholder(tiny_llava, samples):
+    vlm = tiny_llava
+    image_id = vlm.model.config.image_token_index
+    assert vlm.media_token_ids() == [image_id]
+    head = vlm.model.get_output_embeddings()
+
+    def prefer_image(_module, _inputs, logits):  # a model that would answer with its image token
+        logits[..., image_id] += 100.0
+        return logits
+
+    handle = head.register_forward_hook(prefer_image)
+    try:
+        batch = vlm.prepare(samples[:2])
+        with torch.inference_mode():
+            raw = vlm.model.generate(**batch, max_new_tokens=2, do_sample=False)
+        assert (raw[:, batch["input_ids"].shape[1]:] == image_id).all()  # unsuppressed, it would
+        acts = capture(vlm, samples[:2], token="last", max_new_tokens=2, progress=False)
+    finally:
+        handle.remove()
+    assert acts.shape == (2, vlm.num_layers, vlm.hidden_size) and torch.isfinite(acts).all()
 
 
 def test_last_token_qwen_mrope(tiny_qwen2vl, samples):

@@ -98,6 +98,11 @@ def test_wrong_model_is_a_clear_error(tiny_llava):
                   prompt_template=tiny_llava.prompt_template)
     with pytest.raises(ModelError, match="SN layer 6 is out of range"):
         deeper.check_compatible(tiny_llava, strict=False)
+    flipped = format(int(tiny_llava.fingerprint["weights"], 16) ^ int("f" * 16, 16), "064x")  # 64 of 256 bits
+    retrained = _clf(fingerprint={**tiny_llava.fingerprint, "weights": flipped}, prompt_template=tiny_llava.prompt_template)
+    with pytest.raises(ModelError, match="another training run"):
+        retrained.check_compatible(tiny_llava)
+    retrained.check_compatible(tiny_llava, strict=False)
     template = _clf(fingerprint=dict(tiny_llava.fingerprint), prompt_template="Q: {question} A:")
     with pytest.raises(ModelError, match="prompt template mismatch"):
         template.check_compatible(tiny_llava)

@@ -48,6 +48,8 @@ def test_from_samples_made_by_the_loaders() -> None:
     r = mcq_accuracy_from_samples(samples, [0.1, 0.2, 0.7, 0.4, 0.6])
     assert r.accuracy == 0.5 and r.num_questions == 2
     samples[0].meta.pop("option_index")
-    assert not is_mcq([s.meta for s in samples])
-    with pytest.raises(DataError, match="scienceqa-7-0.*question_id/option_index"):
+    assert not is_mcq([s.meta for s in samples])  # still grouped by question id (as the synth mcq family)
+    assert mcq_accuracy_from_samples(samples, [0.1, 0.2, 0.7, 0.4, 0.6]).accuracy == 0.5
+    samples[1].meta.pop("question_id")
+    with pytest.raises(DataError, match="scienceqa-7-1.*no meta question_id"):
         mcq_accuracy_from_samples(samples, [0.0] * 5)

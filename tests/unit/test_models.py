@@ -62,6 +62,21 @@ def test_fingerprint_is_stable_and_tracks_the_config(tiny_llava, tiny_llava_dir,
     assert other.num_layers == 2
 
 
+def test_weight_sketch_survives_dtype_and_tells_retrained_checkpoints_apart(tiny_llava, tiny_llava_dir, tmp_path):
+    from superneurons.models.base import same_weights
+
+    fp = tiny_llava.fingerprint
+    assert len(fp["weights"]) == 64  # 256 sign bits
+    for dtype in ("bfloat16", "float16"):
+        cast = load_model(str(tiny_llava_dir), dtype=dtype, device="cpu")
+        assert cast.fingerprint["config_hash"] == fp["config_hash"] and same_weights(cast.fingerprint, fp)
+    retrained = load_model(str(make_tiny_llava(tmp_path / "r", text_layers=4, hidden=64, vision_hidden=32, seed=1)),
+                           device="cpu")
+    assert retrained.fingerprint["config_hash"] == fp["config_hash"]  # the config cannot tell them apart
+    assert not same_weights(retrained.fingerprint, fp)
+    assert same_weights(fp, {k: v for k, v in fp.items() if k != "weights"})  # older artifacts: no sketch
+
+
 def test_registry_and_generic_fallback(tiny_llava, tiny_llava_dir, samples):
     assert {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "auto"} <= set(adapter_names())
     assert get_adapter("llava") is LlavaVLM and get_adapter("some_new_vlm") is AutoVLM

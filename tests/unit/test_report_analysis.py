@@ -11,7 +11,7 @@ from superneurons.bench import timing_classifier
 from superneurons.data import load_samples
 from superneurons.errors import DataError
 from superneurons.evaluate import evaluate
-from superneurons.report.analysis import analyse_probe, families_matching_model, validate
+from superneurons.report.analysis import analyse_probe, families_matching_model
 
 
 def _planted(n: int = 80, layers: int = 4, d: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -62,11 +62,14 @@ def test_analyse_probe_checks_inputs():
     assert analyse_probe(acts, model.tolist(), labels=y, early_max_layer=3).early is None  # no layer above
 
 
-def test_validate_matches_evaluate(tiny_llava, make_dataset, tmp_path):
+def test_evaluate_with_a_cached_generation(tiny_llava, make_dataset, tmp_path, monkeypatch):
+    import superneurons.evaluate as ev
+
     samples = load_samples(make_dataset(tmp_path, 8))
     clf = timing_classifier(tiny_llava, exit_layer=1, k=4)
     gen = ([1, 0, 1, 1, 0, 0, 1, 0], ["Yes", "no", "yes.", "Sure", "No", "nope", "yes", "no"], 1.5)
-    res = validate(tiny_llava, samples, clf, generated=gen, batch_size=4)
+    monkeypatch.setattr(ev, "generate_answers", lambda *a, **k: pytest.fail("generated again"))
+    res = evaluate(clf, tiny_llava, samples, batch_size=4, generated=gen, keep_answers=True)
     assert set(res["methods"]) == {"sns_mean", "sns_vote", "model_generation", "model_generation_strict",
                                    "model_first_token"}
     assert res["methods"]["model_generation_strict"]["unparsed"] == 2  # "Sure", "nope"
@@ -77,12 +80,16 @@ def test_validate_matches_evaluate(tiny_llava, make_dataset, tmp_path):
         assert res["methods"][key] == ref["methods"][key]
     assert res["agreement"]["sns_vs_model_first_token"] == ref["agreement"]["sns_vs_model_first_token"]
     assert 0.0 <= res["agreement"]["sns_vs_model_generation"] <= 1.0 and "mcq" not in res
+    assert [a["model_generation"] for a in res["answers"]] == gen[0] and res["answers"][3]["text"] == "Sure"
+    assert res["answers"][0]["question"] == samples[0].question and res["answers"][0]["image"] == str(samples[0].image)
+    with pytest.raises(DataError, match="generated answers for 3 samples, evaluating 8"):
+        evaluate(clf, tiny_llava, samples, generated=(gen[0][:3], gen[1][:3], 1.0))
 
 
-def test_validate_mcq_question_accuracy(tiny_llava, make_dataset, tmp_path):
+def test_evaluate_mcq_question_accuracy_from_question_ids(tiny_llava, make_dataset, tmp_path):
     samples = load_samples(make_dataset(tmp_path, 8, labels=["yes", "no", "no", "no"] * 2))
-    samples = [replace(s, meta={"question_id": f"q{i // 4}"}) for i, s in enumerate(samples)]
-    res = validate(tiny_llava, samples, timing_classifier(tiny_llava, 1, k=3), first_token=True, batch_size=8)
+    samples = [replace(s, meta={"question_id": f"q{i // 4}"}) for i, s in enumerate(samples)]  # as synth mcq
+    res = evaluate(timing_classifier(tiny_llava, 1, k=3), tiny_llava, samples, generate=False, batch_size=8)
     assert set(res["mcq"]) == {"sns_mean", "sns_vote", "model_first_token"}
     assert res["mcq"]["sns_mean"]["num_questions"] == 2
 

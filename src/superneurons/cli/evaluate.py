@@ -2,7 +2,7 @@
 
     superneurons evaluate --classifier CLF --model M --data D.jsonl [--out metrics.json]
         [--no-generate] [--max-new-tokens 128] [--limit N] [--batch-size B] [--device auto]
-        [--model-dtype auto] [--no-strict]
+        [--model-dtype auto] [--no-strict] [--cascade-margin M]
 
 Prints accuracy, precision, recall, F1 and yes-ratio of SNs (mean, vote), model generation
 (POPE parser and strict parser) and first-token logits, plus the agreement rate (eq. 7).
@@ -29,6 +29,8 @@ def evaluate_command(
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
     answers: bool = typer.Option(False, "--answers", help="Include per-sample answers in the JSON."),
+    cascade_margin: float | None = typer.Option(None, "--cascade-margin", help="Add the cascade (SNs, deferring "
+                                                "|s - 0.5| < M to the model) as a method."),
 ) -> None:
     """Evaluate a classifier and the model baselines on labelled data."""
     from rich.console import Console
@@ -50,7 +52,7 @@ def evaluate_command(
     err.print(f"loading [bold]{model}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     result = evaluate(clf, vlm, samples, batch_size=batch_size, generate=generate, max_new_tokens=max_new_tokens,
-                      strict=strict, progress=True, keep_answers=answers)
+                      strict=strict, progress=True, keep_answers=answers, cascade_margin=cascade_margin)
     console = Console()
     c = result["classifier"]
     table = Table(title=f"{result['n']} samples; SNs: K={c['k']}, L*={c['exit_layer']} of {result['num_layers']}")
@@ -65,6 +67,10 @@ def evaluate_command(
     console.print(table)
     for name, ar in result["agreement"].items():
         console.print(f"agreement {name}: {ar:.4f}")
+    if "cascade" in result:
+        c = result["cascade"]
+        console.print(f"cascade margin {cascade_margin:g}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in c.items() if isinstance(v, int | float)))
     for name, q in result.get("mcq", {}).items():
         if "accuracy" in q:
             console.print(f"MCQ question-level accuracy {name}: {q['accuracy']:.4f} ({q['num_questions']} questions)")

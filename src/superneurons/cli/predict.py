@@ -1,9 +1,13 @@
 """`superneurons predict`: answer yes/no questions with a saved classifier (early exit at L*).
 
     superneurons predict --classifier CLF --model M --data D.jsonl --out preds.jsonl
-        [--aggregation mean|vote|fraction] [--batch-size B] [--device auto] [--model-dtype auto] [--no-strict]
+        [--aggregation mean|vote|fraction] [--cascade-margin M | --truncate] [--batch-size B]
+        [--device auto] [--model-dtype auto] [--no-strict]
 
-Labels are optional; when every sample has one, accuracy is printed too.
+Labels are optional; when every sample has one, accuracy is printed too. `--truncate` loads only the
+decoder layers up to L* (less memory, same answers); `--cascade-margin m` defers samples whose SN
+score s has |s - 0.5| < m to the model (the same forward resumes to its first-token answer) and
+writes which path answered each sample.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ def predict_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
+    cascade_margin: float | None = typer.Option(None, "--cascade-margin", help="Defer samples with |s - 0.5| < M "
+                                                "to the model (0: SNs only, 0.5: model only)."),
+    truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers 0..L* (not with "
+                                  "--cascade-margin, which needs the whole model)."),
 ) -> None:
     """Predict yes/no for every sample from its Super Neurons."""
     import time
@@ -31,22 +39,37 @@ def predict_command(
 
     from superneurons.classifier import SuperNeuronClassifier, write_predictions
     from superneurons.data.samples import load_samples
+    from superneurons.errors import DataError
     from superneurons.metrics import binary_metrics
     from superneurons.models import load_model
 
+    if truncate and cascade_margin is not None:
+        raise DataError("--truncate loads layers 0..L* only, but --cascade-margin resumes deferred samples to the "
+                        "last layer: use one of them")
     clf = SuperNeuronClassifier.load(classifier)
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
-    vlm = load_model(model, dtype=model_dtype, device=device)
+    vlm = load_model(model, dtype=model_dtype, device=device, max_layer=clf.exit_layer if truncate else None)
     t0 = time.perf_counter()
-    output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True, strict=strict)
+    if cascade_margin is None:
+        output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True,
+                             strict=strict)
+    else:
+        from superneurons.cascade import cascade_predict
+
+        output = cascade_predict(clf, vlm, samples, cascade_margin, batch_size, aggregation=aggregation,
+                                 strict=strict, progress=True)
     seconds = time.perf_counter() - t0
     path = write_predictions(out, samples, output)
     console = Console()
     yes = float(output.preds.float().mean())
     console.print(f"{len(samples)} samples in {seconds:.2f}s with K={clf.sns.k} SNs, exit after layer "
-                  f"{clf.exit_layer} of {vlm.num_layers} ({aggregation or clf.aggregation}); yes ratio {yes:.3f}")
+                  f"{clf.exit_layer} of {getattr(vlm, 'full_num_layers', vlm.num_layers)} "
+                  f"({aggregation or clf.aggregation}); yes ratio {yes:.3f}")
+    if cascade_margin is not None:
+        console.print(f"cascade margin {cascade_margin:g}: {int(output.deferred.sum())} of {len(samples)} deferred "
+                      "to the model")
     if all(s.label is not None for s in samples):
         m = binary_metrics(output.preds, [s.y for s in samples])
         console.print(", ".join(f"{k} {100 * m[k]:.1f}" for k in ("accuracy", "precision", "recall", "f1")))

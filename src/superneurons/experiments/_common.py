@@ -301,21 +301,6 @@ def samples_key(samples: Sequence[Sample], *extra: Any) -> str:
     return h.hexdigest()[:20]
 
 
-def weights_signature(vlm: VLM) -> str:
-    """A cheap hash of the weights (final norm + a strided sample of the embeddings), so a cache
-    folder is not reused across checkpoints that share a config (e.g. a retrained model)."""
-    h = hashlib.sha1()
-    with torch.no_grad():
-        emb = vlm.model.get_input_embeddings().weight.reshape(-1)
-        parts = [emb[:: max(1, emb.numel() // 4096)]]
-        norm = getattr(vlm.language_model, "norm", None)
-        if norm is not None and getattr(norm, "weight", None) is not None:
-            parts.append(norm.weight.reshape(-1))
-        for t in parts:
-            h.update(t.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 @dataclass
 class ModelRun:
     """The model's generated answers to a sample list, POPE-parsed (`preds`: 1/0 per sample)."""
@@ -343,7 +328,6 @@ class Workspace:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self._tmp)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._answers: dict[str, ModelRun] = {}
-        self._weights: str | None = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -357,10 +341,8 @@ class Workspace:
             self._tmp = None
 
     def _model_key(self) -> list[Any]:
-        if self._weights is None:
-            self._weights = weights_signature(self.vlm)
         return [self.vlm.fingerprint.get("config_hash"), self.vlm.prompt_template, str(self.vlm.dtype),
-                self._weights]
+                self.vlm.fingerprint.get("weights")]
 
     def store(self, samples: Sequence[Sample], token: str | None = None) -> ActivationStore:
         """The activation store of `samples` (all layers) at `token`, captured once and cached."""

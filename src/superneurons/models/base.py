@@ -82,11 +82,48 @@ def config_fingerprint(config: Any, num_layers: int, hidden_size: int) -> dict[s
     """architecture, sha256 of the config JSON (sorted keys, run-time fields dropped), L, D.
 
     The same checkpoint loaded in another dtype or on another device has the same fingerprint.
+    `VLM` adds `weights` (a `weight_sketch`), compared with `same_weights`.
     """
     blob = json.dumps(_stable(config.to_dict()), sort_keys=True, default=str).encode()
     archs = getattr(config, "architectures", None) or [type(config).__name__.replace("Config", "")]
     return {"architecture": archs[0], "config_hash": hashlib.sha256(blob).hexdigest(),
             "num_layers": int(num_layers), "hidden_size": int(hidden_size)}
+
+
+MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
+                    "vision_end_token_id")
+SKETCH_BITS = 256
+SKETCH_TOLERANCE = 0.05  # fraction of differing bits still read as the same weights
+
+
+def weight_sketch(tensors: Sequence[torch.Tensor], bits: int = SKETCH_BITS) -> str | None:
+    """Signs of `bits` weights spread evenly over `tensors`, as hex; None if a tensor is not in memory.
+
+    Why signs: casting a checkpoint to fp16 / bf16 or moving it to another device keeps them (up to
+    fp16 underflow of values below 6e-8), while another training run flips about half of them. So the
+    sketch tells a retrained checkpoint with the same config apart at the cost of reading `bits` values.
+    """
+    import torch
+
+    tensors = [t for t in tensors if t.is_floating_point() and t.numel() > 0]
+    if not tensors or any(t.device.type == "meta" for t in tensors):
+        return None
+    per = max(1, bits // len(tensors))
+    with torch.no_grad():
+        signs = [(t.detach().reshape(-1)[torch.linspace(0, t.numel() - 1, per, device=t.device).long()] > 0).cpu()
+                 for t in tensors]
+    value = int("".join("1" if b else "0" for b in torch.cat(signs).tolist()), 2)
+    return f"{value:0{(per * len(tensors) + 3) // 4}x}"
+
+
+def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two fingerprints' weight sketches agree (True when either has none, as older artifacts)."""
+    sa, sb = a.get("weights"), b.get("weights")
+    if not sa or not sb:
+        return True
+    if len(sa) != len(sb):
+        return False
+    return bin(int(sa, 16) ^ int(sb, 16)).count("1") <= SKETCH_TOLERANCE * len(sa) * 4
 
 
 class VLM:
@@ -125,6 +162,7 @@ class VLM:
         self.num_layers = len(self.decoder_layers)
         self.hidden_size = int(self.text_config.hidden_size)
         self.fingerprint = config_fingerprint(model.config, self.num_layers, self.hidden_size)
+        self.fingerprint["weights"] = self.weight_sketch()
         self.prompt_template = self.build_prompt(QUESTION_FIELD)
         # a template may repeat the question (the demo model reads it before and after the image)
         if QUESTION_FIELD not in self.prompt_template:
@@ -145,6 +183,19 @@ class VLM:
         if lm is not None:
             return lm
         return self.model.get_decoder()
+
+    def media_token_ids(self) -> list[int]:
+        """Ids of the image / video placeholder tokens: a generated one would be read as an image slot
+        by the next forward over prompt + answer, so generation must never emit them."""
+        cfg = self.model.config
+        ids = {getattr(cfg, k, None) for k in MEDIA_TOKEN_KEYS}
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    def weight_sketch(self) -> str | None:
+        """`weight_sketch` of the input embeddings and the first decoder layer's matrices (both kept
+        by truncated loads, so a truncated model has the full checkpoint's sketch)."""
+        layer0 = [p for _, p in sorted(self.decoder_layers[0].named_parameters()) if p.dim() >= 2]
+        return weight_sketch([self.model.get_input_embeddings().weight, *layer0])
 
     def _find_decoder_layers(self) -> torch.nn.ModuleList:
         layers = getattr(self.language_model, "layers", None)

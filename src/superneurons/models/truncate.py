@@ -317,4 +317,5 @@ def mark_truncated(vlm: VLM, full_config: Any, max_layer: int, report: LoadRepor
     vlm.full_num_layers = int(text.num_hidden_layers)  # type: ignore[attr-defined]
     vlm.load_report = report  # type: ignore[attr-defined]
     vlm.fingerprint = config_fingerprint(full_config, vlm.full_num_layers, vlm.hidden_size)  # type: ignore[attr-defined]
+    vlm.fingerprint["weights"] = vlm.weight_sketch()
     return vlm

@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
     "table5": "tables", "bench_table": "tables", "Document": "document", "Section": "document",
     "Figure": "document", "Bullets": "document", "SimpleTable": "document", "render_html": "html",
     "write_html": "html", "build_document": "build", "write_report": "build", "run_demo": "demo",
-    "analyse_probe": "analysis", "validate": "analysis",
+    "analyse_probe": "analysis",
 }
 
 __all__ = sorted(_LAZY)

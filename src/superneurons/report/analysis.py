@@ -5,11 +5,8 @@
   metric (Tab. 1), the paper's SNt sweep and the chosen SNt (Tab. 2), AR@SNt over a wider SNt
   range (Fig. 4), the neurons beating the model per layer and where they are (Fig. 3b, App.
   Fig. 1), the alpha sweep (Fig. 3a) and an early-exit SN set restricted to layers <= a cap.
-- `validate(vlm, samples, clf, ...)`: Alg. 2 on the validation set through the library's public
-  inference path (`SuperNeuronClassifier.predict`, early exit at L*, timed), aggregated both ways
-  (mean, majority vote), next to the model's generated answers (POPE and strict parsers) and its
-  first-token logits; agreement rates (eq. 7) and MCQ question-level accuracy. The result has the
-  layout of `superneurons.evaluate.evaluate` ("methods", "agreement", "seconds", ...).
+Alg. 2 on the validation set is `superneurons.evaluate.evaluate` (with the cached generation passed
+as `generated=`).
 
 A neuron "beats the model" when its probe accuracy is strictly above the accuracy of the model's
 generated answers on the same samples (as `superneurons.experiments.overlap.beating_masks`).
@@ -17,10 +14,9 @@ generated answers on the same samples (as `superneurons.experiments.overlap.beat
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -36,11 +32,6 @@ from superneurons.selection import (
     snt_candidates,
     snt_sweep,
 )
-
-if TYPE_CHECKING:
-    from superneurons.classifier import SuperNeuronClassifier
-    from superneurons.data.samples import Sample
-    from superneurons.models.base import VLM
 
 #: how far below the best neuron the AR@SNt curve (Fig. 4) goes, in score units
 AR_SPAN = 0.25
@@ -118,84 +109,6 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
                                          max_layer=early_max_layer)
             summary["early"] = {"max_layer": early_max_layer, "sweep": sweep_e, "chosen": chosen_e}
     return ProbeAnalysis(summary=summary, sns=sns, early=early)
-
-
-def validate(vlm: VLM, samples: Sequence[Sample], clf: SuperNeuronClassifier, *,
-             generated: tuple[Sequence[int], Sequence[str], float] | None = None, first_token: bool = True,
-             batch_size: int = 8, keep_answers: bool = False) -> dict[str, Any]:
-    """Alg. 2 on labelled `samples` with the model baselines (see the module docstring).
-
-    `generated` = (POPE-parsed answers, texts, seconds) of the model's greedy generation on the
-    same samples (e.g. `Workspace.model_answers`), so the slow generation is not run twice.
-    `keep_answers` adds per-sample answers (id, image, question, label, each method's 1/0 and the
-    generated text) under "answers".
-    """
-    from superneurons.aggregation import agreement_rate, sn_votes
-    from superneurons.baselines import first_token_margins, parse_answers
-
-    if not samples:
-        raise DataError("validate() got no samples")
-    y = torch.tensor([s.y for s in samples])
-    t0 = time.perf_counter()
-    out = clf.predict(vlm, samples, batch_size=batch_size)
-    seconds = {"sns": time.perf_counter() - t0}
-    preds: dict[str, torch.Tensor] = {}
-    scores: dict[str, torch.Tensor] = {}
-    for how in ("mean", "vote"):
-        o = clf.predict_from_acts(out.acts, how)
-        preds[f"sns_{how}"], scores[f"sns_{how}"] = o.preds, o.scores
-    if generated is not None:
-        gen_preds, texts, gen_seconds = generated
-        preds["model_generation"] = torch.as_tensor(list(gen_preds)).long()
-        preds["model_generation_strict"] = torch.tensor(parse_answers(list(texts), "strict"))
-        seconds["model_generation"] = float(gen_seconds)
-    if first_token:
-        t0 = time.perf_counter()
-        margins = first_token_margins(vlm, samples, batch_size=batch_size)
-        seconds["model_first_token"] = time.perf_counter() - t0
-        preds["model_first_token"] = (margins > 0).long()
-        scores["model_first_token"] = margins
-    votes = sn_votes(out.acts, clf.sns.alpha, clf.sns.rule).long()
-    agreement: dict[str, float] = {}
-    for ref in ("model_generation", "model_first_token"):
-        if ref in preds:
-            agreement[f"sns_vs_{ref}"] = agreement_rate(votes, preds[ref])
-            for how in ("mean", "vote"):
-                agreement[f"sns_{how}_vs_{ref}"] = agreement_rate(preds[f"sns_{how}"], preds[ref])
-    result: dict[str, Any] = {
-        "n": len(samples),
-        "classifier": {"k": clf.sns.k, "exit_layer": clf.exit_layer, "layers": clf.layers_needed,
-                       "snt": clf.sns.snt, "metric": clf.sns.metric, "token": clf.token},
-        "methods": {name: binary_metrics(p, y) for name, p in preds.items()},
-        "seconds": seconds, "agreement": agreement,
-    }
-    mcq = _mcq(samples, scores)
-    if mcq:
-        result["mcq"] = mcq
-    if keep_answers:
-        texts = list(generated[1]) if generated is not None else []
-        result["answers"] = [
-            {"id": s.id, "image": str(s.image) if not hasattr(s.image, "size") else None, "question": s.question,
-             "label": s.label, **{k: int(v[i]) for k, v in preds.items()}, **({"text": texts[i]} if texts else {})}
-            for i, s in enumerate(samples)]
-    return result
-
-
-def _mcq(samples: Sequence[Sample], scores: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Question-level accuracy (highest-scoring option wins) when every sample has a question id."""
-    from superneurons.mcq_eval import QUESTION_KEY, mcq_accuracy
-
-    if not samples or not all(QUESTION_KEY in s.meta for s in samples):
-        return {}
-    qids = [str(s.meta[QUESTION_KEY]) for s in samples]
-    labels = [s.y for s in samples]
-    out: dict[str, Any] = {}
-    for name, sc in scores.items():
-        try:
-            out[name] = mcq_accuracy(sc, qids, labels).to_dict()
-        except DataError as exc:  # e.g. a subset without whole questions
-            out[name] = {"error": str(exc)}
-    return out
 
 
 def families_matching_model(results: dict[str, Any]) -> list[str]:

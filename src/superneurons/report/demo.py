@@ -244,7 +244,8 @@ def _run_family(vlm: Any, ws: Any, f: str, probe: list[Sample], val: list[Sample
                 tag: str, early_max_layer: int, batch_size: int) -> tuple[dict[str, Any], tuple[Any, Any]]:
     """One family: Alg. 1 on the probing set (classifiers saved), Alg. 2 + baselines on validation."""
     from superneurons.classifier import SuperNeuronClassifier
-    from superneurons.report.analysis import analyse_probe, validate
+    from superneurons.evaluate import evaluate
+    from superneurons.report.analysis import analyse_probe
 
     with steps.step(f"{f}/probe", f"{tag}: probing {len(probe)} samples (activations + model answers)"):
         store = ws.store(probe)
@@ -263,11 +264,11 @@ def _run_family(vlm: Any, ws: Any, f: str, probe: list[Sample], val: list[Sample
     with steps.step(f"{f}/validate", f"{tag}: validating on {len(val)} samples (SNs, generation, logits)"):
         run_v = ws.model_answers(val)
         gen = (run_v.preds, run_v.texts, run_v.seconds)
-        val_res = validate(vlm, val, clf, generated=gen, batch_size=batch_size, keep_answers=True)
+        val_res = evaluate(clf, vlm, val, batch_size=batch_size, generated=gen, keep_answers=True)
         for a in val_res["answers"]:
             a["image"] = _relative(a["image"], out)
         if clf_e is not None:
-            early["val"] = validate(vlm, val, clf_e, generated=gen, first_token=False, batch_size=batch_size)
+            early["val"] = evaluate(clf_e, vlm, val, batch_size=batch_size, generated=gen, first_token=False)
     summary = {"n_probe": len(probe), "n_val": len(val), "probe": pa.summary, "chosen": pa.summary["chosen"],
                "early": early, "val": val_res}
     return summary, (clf, clf_e)
