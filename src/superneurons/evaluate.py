@@ -121,10 +121,12 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
 
 
 def _mcq(samples: Sequence[Sample], scores: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Question-level accuracy per scored method, when every sample has a question id (MCQ binaries)."""
+    """Question-level accuracy per scored method, when the samples are MCQ binaries: every sample has a
+    question id and ids repeat (a question's options; POPE ids, one per question, do not)."""
     from superneurons.mcq_eval import QUESTION_KEY, mcq_accuracy_from_samples
 
-    if not all(QUESTION_KEY in s.meta for s in samples):
+    qids = [str(s.meta[QUESTION_KEY]) for s in samples if QUESTION_KEY in s.meta]
+    if len(qids) < len(samples) or len(set(qids)) == len(qids):
         return {}
     out = {}
     for name, sc in scores.items():

@@ -92,6 +92,9 @@ def test_evaluate_mcq_question_accuracy_from_question_ids(tiny_llava, make_datas
     res = evaluate(timing_classifier(tiny_llava, 1, k=3), tiny_llava, samples, generate=False, batch_size=8)
     assert set(res["mcq"]) == {"sns_mean", "sns_vote", "model_first_token"}
     assert res["mcq"]["sns_mean"]["num_questions"] == 2
+    pope_like = [replace(s, meta={"question_id": i}) for i, s in enumerate(samples)]  # one id per question
+    assert "mcq" not in evaluate(timing_classifier(tiny_llava, 1, k=3), tiny_llava, pope_like, generate=False,
+                                 first_token=False, batch_size=8)
 
 
 def test_families_matching_model():
