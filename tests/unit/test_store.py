@@ -129,6 +129,14 @@ def test_mismatched_rerun_is_refused(tiny_llava, tiny_qwen2vl, samples, tmp_path
     with pytest.raises(StoreError, match="different layer set"):
         probe(tiny_llava, samples, out, layers=[0], shard_size=5, progress=False)
     m = json.loads((out / MANIFEST_NAME).read_text())
+    sketch = m["fingerprint"]["weights"]
+    m["fingerprint"]["weights"] = format(int(sketch, 16) ^ int("f" * 16, 16), f"0{len(sketch)}x")  # retrained
+    (out / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.raises(StoreError, match="different model.*weights"):
+        probe(tiny_llava, samples, out, shard_size=5, progress=False)
+    m["fingerprint"].pop("weights")  # a store written before fingerprints had a weight sketch resumes
+    (out / MANIFEST_NAME).write_text(json.dumps(m))
+    probe(tiny_llava, samples, out, shard_size=5, progress=False)
     m["prompt_template"] = "Q: {question} A:"
     (out / MANIFEST_NAME).write_text(json.dumps(m))
     with pytest.raises(StoreError, match="different prompt template"):
