@@ -54,6 +54,7 @@ PATCH = 16
 GRID = CANVAS // PATCH
 N_PATCH = GRID * GRID
 N_JOINT = len(COLORS) * len(SHAPES)
+MIN_PX = 4  # visible pixels for a patch to show an object
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_TOKEN, PAD, UNK, BOS, EOS = "<image>", "<pad>", "<unk>", "<s>", "</s>"
@@ -262,27 +263,22 @@ def joint(o) -> int:
 
 def dense_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.Tensor]:
     B = len(scenes)
-    min_px = 4
     obj_counts = counts[:, :, 1:]  # [B, P, 5]
     main = obj_counts.argmax(-1)  # draw order of the main object
-    has = obj_counts.max(-1).values >= min_px
-    out = {"present": torch.zeros(B, N_PATCH, N_JOINT), "color": torch.zeros(B, N_PATCH, dtype=torch.long),
-           "shape": torch.zeros(B, N_PATCH, dtype=torch.long), "count": torch.zeros(B, N_PATCH, dtype=torch.long),
+    has = obj_counts.max(-1).values >= MIN_PX
+    out = {"present": torch.zeros(B, N_PATCH, N_JOINT), **main_object_labels(scenes, counts),
+           "count": torch.zeros(B, N_PATCH, dtype=torch.long),
            "rel": torch.zeros(B, N_PATCH, 3, N_JOINT), "rel_mask": torch.zeros(B, N_PATCH, 3, N_JOINT)}
     for b, s in enumerate(scenes):
         n = len(s.objects)
         if n == 0:
             continue
         J = torch.tensor([joint(o) for o in s.objects])
-        vis = obj_counts[b, :, :n] >= min_px  # [P, n]
+        vis = obj_counts[b, :, :n] >= MIN_PX  # [P, n]
         out["present"][b].scatter_(1, J.expand(N_PATCH, n), vis.float())
-        col = torch.tensor([list(COLORS).index(o.color) + 1 for o in s.objects])
-        shp = torch.tensor([SHAPES.index(o.shape) + 1 for o in s.objects])
         cnt = torch.tensor([sum(p.shape == o.shape for p in s.objects) for o in s.objects])
         m = main[b].clamp(max=n - 1)
         h = has[b]
-        out["color"][b] = torch.where(h, col[m], 0)
-        out["shape"][b] = torch.where(h, shp[m], 0)
         out["count"][b] = torch.where(h, cnt[m], 0)
         rel = torch.zeros(n, 3, N_JOINT)
         mask = torch.zeros(n, 3, N_JOINT)
@@ -304,9 +300,10 @@ def dense_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.T
 
 
 def main_object_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """[B, P] colour (1..) and shape (1..) of each patch's main object, 0 on background."""
+    """[B, P] colour (1..) and shape (1..) of each patch's main object (the one with the most visible
+    pixels there, at least MIN_PX), 0 on background."""
     obj = counts[:, :, 1:]
-    main, has = obj.argmax(-1), obj.max(-1).values >= 4
+    main, has = obj.argmax(-1), obj.max(-1).values >= MIN_PX
     col = torch.zeros(len(scenes), obj.shape[-1], dtype=torch.long)
     shp = torch.zeros_like(col)
     for b, s in enumerate(scenes):
@@ -420,10 +417,11 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
         refs = referenced(scene, fam, q, meta)
         hit = torch.zeros(N_PATCH, dtype=torch.bool)
         for r in refs:
-            hit |= counts[i, :, r + 1] >= 4
+            hit |= counts[i, :, r + 1] >= MIN_PX
         aux[i] = torch.where(hit, 2 if a == "yes" else 1, 0)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels, "pixel_values": pixels(scenes),
-            "weight": weight, "aux": aux, "slots": slots, "answer": answer, "scenes": scenes,
+            "weight": weight, "aux": aux, "slots": slots, "answer": answer,
+            "objects": main_object_labels(scenes, counts),
             "families": [it[2] for it in items]}
 
 
@@ -471,10 +469,10 @@ def slot_loss(logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
                for i, (lg, n) in enumerate(zip(parts, SLOT_SIZES, strict=True))) / len(SLOT_SIZES)
 
 
-def word_targets(model, tokenizer, scenes: list[Scene]) -> torch.Tensor:
-    """[B, P, D]: for each patch, embedding(colour word) + embedding(shape word) of its main object (0 on
-    background). Image tokens pulled toward these share directions with the question's words."""
-    lab = main_object_labels(scenes, patch_counts(scenes))
+def word_targets(model, tokenizer, lab: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, P, D]: for each patch, embedding(colour word) + embedding(shape word) of its main object
+    (`main_object_labels`; 0 on background). Image tokens pulled toward these share directions with
+    the question's words."""
     emb = model.get_input_embeddings().weight.detach()
     col = torch.tensor([0] + tokenizer.convert_tokens_to_ids(COLOR_LIST))
     shp = torch.tensor([0] + tokenizer.convert_tokens_to_ids(list(SHAPES)))
@@ -482,16 +480,11 @@ def word_targets(model, tokenizer, scenes: list[Scene]) -> torch.Tensor:
             + emb[shp[lab["shape"]]] * (lab["shape"] > 0).unsqueeze(-1))
 
 
-def align_loss(model, tokenizer, scenes: list[Scene], image_tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """Projector outputs ([B, P, D], computed here if not given) vs `word_targets`, relative to the
+def align_loss(model, tokenizer, lab: dict[str, torch.Tensor], image_tokens: torch.Tensor) -> torch.Tensor:
+    """Projector outputs (image tokens, [B, P, D] or [B*P, D]) vs `word_targets`, relative to the
     squared norm of a word embedding."""
-    target = word_targets(model, tokenizer, scenes)
-    out = image_tokens
-    if out is None:
-        with torch.no_grad():
-            f = model.model.vision_tower(pixel_values=pixels(scenes), output_hidden_states=True).hidden_states[-1][:, 1:]
-        out = model.model.multi_modal_projector(f)
-    out = out.view(target.shape)
+    target = word_targets(model, tokenizer, lab)
+    out = image_tokens.view(target.shape)
     scale = model.get_input_embeddings().weight.detach().norm(dim=-1).mean() ** 2
     return ((out - target) ** 2).sum(-1).mean() / scale
 
@@ -502,7 +495,10 @@ def pre_align(model, tokenizer, args, fh) -> None:
     opt = torch.optim.Adam(proj.parameters(), lr=3e-3)
     for step in range(args.align_steps):
         scenes = [make_scene("train", 30_000_000 + step * 64 + i, args.seed) for i in range(64)]
-        loss = align_loss(model, tokenizer, scenes)
+        with torch.no_grad():
+            f = model.model.vision_tower(pixel_values=pixels(scenes), output_hidden_states=True).hidden_states[-1][:, 1:]
+        lab = main_object_labels(scenes, patch_counts(scenes))
+        loss = align_loss(model, tokenizer, lab, proj(f))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -542,7 +538,7 @@ def lm_loss(model, heads: AuxHeads, batch, args, image_id: int, tokenizer):
                     + F.cross_entropy(heads.patch(hp).reshape(-1, 3), batch["aux"].reshape(-1), ignore_index=-100))
         loss = loss + args.aux_weight * aux_loss
     if args.align_weight > 0:
-        loss = loss + args.align_weight * align_loss(model, tokenizer, batch["scenes"], out.image_hidden_states)
+        loss = loss + args.align_weight * align_loss(model, tokenizer, batch["objects"], out.image_hidden_states)
     with torch.no_grad():
         first = (tgt != -100).float().argmax(1)
         pred = logits[torch.arange(len(first)), first].argmax(-1)

@@ -205,7 +205,7 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     `num_inputs` is the number of samples the job was given (it fixes each rank's slice). Shard
     entries point into the rank folders with global sample ranges, in rank order.
     """
-    from superneurons.store import MANIFEST_NAME, _read_manifest, _write_json
+    from superneurons.store import MANIFEST_NAME, _read_manifest, _write_json, same_field
 
     out = Path(out_dir)
     merged: dict[str, Any] | None = None
@@ -234,7 +234,7 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
             merged = {k: v for k, v in m.items() if k not in ("shards", "ids", "labels", "skipped", "num_samples")}
         else:
             for key in _SHARED:
-                if m.get(key) != merged.get(key):
+                if not same_field(key, m.get(key), merged.get(key)):
                     raise StoreError(f"rank stores disagree on {key!r} ({RANK_DIR.format(0)}.. vs {sub.name}); "
                                      "all ranks must run the same command: delete the folder and probe again")
         offset = len(ids)

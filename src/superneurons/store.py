@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.errors import StoreError
-from superneurons.models.base import same_weights
+from superneurons.models.base import same_fingerprint
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -231,14 +231,17 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def same_field(key: str, a: Any, b: Any) -> bool:
+    """Whether two manifests agree on `key`: equality, but fingerprints by `same_fingerprint` (their
+    weight sketches match up to a tolerance, and manifests written before sketches have none)."""
+    if key == "fingerprint":
+        return same_fingerprint(a or {}, b or {})
+    return a == b
+
+
 def _check_same_run(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
     for key, what in _IDENTITY.items():
-        if key == "fingerprint":
-            a, b = dict(old.get(key) or {}), dict(new.get(key) or {})
-            differs = not same_weights(a, b) or {**a, "weights": None} != {**b, "weights": None}
-        else:
-            differs = old.get(key) != new.get(key)
-        if differs:
+        if not same_field(key, old.get(key), new.get(key)):
             if key == "fingerprint":
                 detail = " vs ".join(f"{m.get('model')!r} ({m[key].get('architecture')}, config "
                                      f"{str(m[key].get('config_hash'))[:12]}, weights {str(m[key].get('weights'))[:12]})"

@@ -90,7 +90,7 @@ def test_evaluate_reports_every_method(tiny_llava, probed):
     assert result["methods"]["sns_mean"] == binary_metrics(direct.preds, [s.y for s in samples])
 
 
-def test_cli_select_predict_evaluate(tiny_llava_dir, probed, tmp_path):
+def test_cli_select_predict_evaluate(tiny_llava, tiny_llava_dir, probed, tmp_path):
     root, store, test_path = probed
     _register_all()
     cli = CliRunner()
@@ -121,9 +121,8 @@ def test_cli_select_predict_evaluate(tiny_llava_dir, probed, tmp_path):
     casc = [json.loads(line) for line in (tmp_path / "casc.jsonl").read_text().splitlines()]
     assert {r["path"] for r in casc} == {"model"} and "10 of 10 deferred" in res.output
     from superneurons.baselines import first_token_margins
-    from superneurons.models import load_model
 
-    model_answers = (first_token_margins(load_model(str(tiny_llava_dir), device="cpu"), load_samples(test_path)) > 0)
+    model_answers = first_token_margins(tiny_llava, load_samples(test_path)) > 0  # tiny_llava = tiny_llava_dir
     assert [r["prediction"] for r in casc] == model_answers.long().tolist()
     res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
                            "--data", str(test_path), "--out", str(tmp_path / "x.jsonl"), "--truncate",

@@ -83,6 +83,13 @@ def test_indices_out_of_range_for_the_recorded_model():
         _clf(aggregation="max")
 
 
+def test_load_model_refuses_what_it_cannot_load():
+    with pytest.raises(ModelError, match="truncate=True needs token 'first'.*token 'last'"):
+        _clf(token="last").load_model(truncate=True)
+    with pytest.raises(ModelError, match="does not record the model.*pass name_or_path"):
+        _clf(model="").load_model()
+
+
 def test_wrong_model_is_a_clear_error(tiny_llava):
     good = _clf(fingerprint=dict(tiny_llava.fingerprint), prompt_template=tiny_llava.prompt_template)
     good.check_compatible(tiny_llava)

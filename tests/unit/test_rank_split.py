@@ -101,6 +101,20 @@ def test_mixing_single_and_distributed_stores_is_refused(tiny_llava, samples, tm
         probe_distributed(tiny_llava, samples, tmp_path / "single", info=DistInfo(1, 2, 1), progress=False, **kw)
 
 
+def test_merge_compares_fingerprints_with_their_weight_sketch(tiny_llava, samples, tmp_path, no_launcher):
+    out = tmp_path / "dist"
+    _probe_ranks(tiny_llava, samples, out, 2, dtype="float32", shard_size=4, exit_layer=1)
+    path = out / RANK_DIR.format(1) / MANIFEST_NAME
+    m = json.loads(path.read_text())
+    sketch = m["fingerprint"].pop("weights")  # rank 1 written before fingerprints had a sketch
+    path.write_text(json.dumps(m))
+    assert merge_rank_stores(out, 2, len(samples))["complete"]
+    m["fingerprint"]["weights"] = format(int(sketch, 16) ^ int("f" * 16, 16), f"0{len(sketch)}x")  # another run
+    path.write_text(json.dumps(m))
+    with pytest.raises(StoreError, match="disagree on 'fingerprint'"):
+        merge_rank_stores(out, 2, len(samples))
+
+
 def test_merge_of_an_unfinished_job_is_incomplete(tiny_llava, samples, tmp_path, no_launcher):
     out = tmp_path / "dist"
     lo, hi = rank_slice(len(samples), 0, 2)

@@ -41,7 +41,6 @@ def predict_command(
     from superneurons.data.samples import load_samples
     from superneurons.errors import DataError
     from superneurons.metrics import binary_metrics
-    from superneurons.models import load_model
 
     if truncate and cascade_margin is not None:
         raise DataError("--truncate loads layers 0..L* only, but --cascade-margin resumes deferred samples to the "
@@ -50,16 +49,10 @@ def predict_command(
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
-    vlm = load_model(model, dtype=model_dtype, device=device, max_layer=clf.exit_layer if truncate else None)
+    vlm = clf.load_model(model, truncate=truncate, dtype=model_dtype, device=device)
     t0 = time.perf_counter()
-    if cascade_margin is None:
-        output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True,
-                             strict=strict)
-    else:
-        from superneurons.cascade import cascade_predict
-
-        output = cascade_predict(clf, vlm, samples, cascade_margin, batch_size, aggregation=aggregation,
-                                 strict=strict, progress=True)
+    output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True, strict=strict,
+                         cascade_margin=cascade_margin)
     seconds = time.perf_counter() - t0
     path = write_predictions(out, samples, output)
     console = Console()

@@ -4,10 +4,10 @@
 - `ExperimentOptions`: the settings common to all experiments (token, alpha, metric, SNt sweep
   step/depth, batch size, generation budget, seed, stored dtype).
 - `Workspace(vlm, options, cache_dir)`: runs the expensive steps once and caches them on disk,
-  keyed by the model (config fingerprint, prompt template, dtype, a hash of a sample of the
-  weights) and the exact samples (id, question, image, label): activation stores (`store`, written by `superneurons.store.probe`, so a cached store
-  is checked and resumed like any other) and the model's generated answers (`model_answers`,
-  POPE-parsed, with their wall-clock time). Several experiments on one workspace share both.
+  keyed by the model (config hash and weight sketch of its fingerprint, prompt template, dtype)
+  and the exact samples (id, question, image, label): activation stores (`store`, written by
+  `superneurons.store.probe`, so a cached store is checked and resumed like any other) and the
+  model's generated answers (`model_answers`, POPE-parsed, with their wall-clock time). Several experiments on one workspace share both.
   `fit` runs Alg. 1 (`superneurons.classifier.fit_classifier`) on a store or a row subset of one
   (`StoreView`); `sn_predictions` answers a validation store with the fitted SNs.
 - `ExperimentResult`: one table (rows of plain numbers) + metadata + figure paths; `write(dir)`

@@ -126,6 +126,14 @@ def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return bin(int(sa, 16) ^ int(sb, 16)).count("1") <= SKETCH_TOLERANCE * len(sa) * 4
 
 
+def same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two fingerprints name the same model: every field equal, the weight sketch by `same_weights`."""
+    def rest(fp: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in fp.items() if k != "weights"}
+
+    return rest(a) == rest(b) and same_weights(a, b)
+
+
 class VLM:
     """A loaded VLM plus what the pipeline needs to know about its family.
 
