@@ -28,10 +28,11 @@ from collections.abc import Callable
 
 import torch
 
-from superneurons.capture import LayerTrace, run_prefill
+from superneurons.activations import run_prefill
+from superneurons.activations.trace import LayerTrace
 from superneurons.data.samples import Sample
 from superneurons.models import load_model
-from superneurons.models.factory import make_tiny_llava
+from superneurons.testing.factory import make_tiny_llava
 
 PRESETS = {
     "mid": dict(text_layers=8, hidden=512, vision_hidden=256, image_size=224, vision_layers=4, heads=8,

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from superneurons.bench import run_bench
-from superneurons.classifier import SuperNeuronClassifier
 from superneurons.data import load_samples
 from superneurons.errors import ModelError
+from superneurons.evaluation.bench import run_bench
+from superneurons.inference.classifier import SuperNeuronClassifier
 from superneurons.models import load_model
 from superneurons.report.tables import bench_table
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         if model is not None:
             out["model"] = bench_one(console, model, data, args.classifier, args.exit_layer or [1], args)
         if not args.skip_large:
-            from superneurons.models.factory import make_tiny_llava
+            from superneurons.testing.factory import make_tiny_llava
 
             t0 = time.perf_counter()
             path = make_tiny_llava(Path(tmp) / "llava-32x1024", **LARGE)

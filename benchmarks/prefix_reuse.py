@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from superneurons.capture import capture
+from superneurons.activations import capture
+from superneurons.activations.prefix import capture_prefix, prefix_reuse_support
 from superneurons.data.samples import Sample
 from superneurons.models import load_model
-from superneurons.prefix import capture_prefix, prefix_reuse_support
 
 DEFAULT_PATH = "/tmp/superneurons-bench/mid-llava-32x1024"
 PRESET = dict(text_layers=32, hidden=1024, heads=16, vision_hidden=512, vision_layers=6, image_size=336,
@@ -71,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = Path(args.path)
     if not (path / "config.json").is_file():
-        from superneurons.models.factory import make_tiny_llava
+        from superneurons.testing.factory import make_tiny_llava
 
         make_tiny_llava(path, **PRESET)
     vlm = load_model(str(path), device="cpu", dtype="float32")

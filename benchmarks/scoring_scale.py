@@ -33,7 +33,8 @@ def write_store(directory: Path, n: int, n_layers: int, d: int, shard_size: int 
     """A complete fp16 store of random activations with balanced labels, shard by shard."""
     from safetensors.torch import save_file
 
-    from superneurons.store import ACTIVATIONS_KEY, FORMAT_VERSION, MANIFEST_NAME, RANGE_KEY, SHARD_PATTERN
+    from superneurons.activations.store import ACTIVATIONS_KEY, FORMAT_VERSION, RANGE_KEY
+    from superneurons.constants import MANIFEST_NAME, SHARD_PATTERN
 
     directory.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
@@ -64,10 +65,10 @@ def _rss_mib() -> float:
 
 def measure(directory: Path, chunk_layers: int, step: float) -> dict[str, float]:
     """Read once, score + sweep, read again; timings and peak RSS of this process."""
-    from superneurons.metrics import METRICS
-    from superneurons.scoring import probe_neurons
+    from superneurons.activations.store import ActivationStore
+    from superneurons.constants import METRICS
+    from superneurons.scoring.neurons import probe_neurons
     from superneurons.selection import snt_sweep
-    from superneurons.store import ActivationStore
 
     store = ActivationStore(directory)
     base_rss = _rss_mib()

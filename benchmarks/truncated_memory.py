@@ -71,7 +71,7 @@ print("RESULT " + json.dumps(out))
 
 def build(path: Path, shard_mb: int) -> None:
     """Write the random model to `path` (once), then split its weights into ~`shard_mb` MB shards."""
-    from superneurons.models.factory import make_tiny_llava
+    from superneurons.testing.factory import make_tiny_llava
 
     if not (path / "config.json").is_file():
         t0 = time.perf_counter()

@@ -87,28 +87,28 @@ def dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from superneurons.models.factory import make_tiny_llava
+    from superneurons.testing.factory import make_tiny_llava
 
     return make_tiny_llava(tmp_path_factory.mktemp("tiny-llava"), text_layers=4, hidden=64, vision_hidden=32)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from superneurons.models.factory import make_tiny_qwen_vl
+    from superneurons.testing.factory import make_tiny_qwen_vl
 
     return make_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen2vl"), version="qwen2_vl")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen25vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from superneurons.models.factory import make_tiny_qwen_vl
+    from superneurons.testing.factory import make_tiny_qwen_vl
 
     return make_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen25vl"), version="qwen2_5_vl")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from superneurons.models.factory import make_tiny_qwen_vl
+    from superneurons.testing.factory import make_tiny_qwen_vl
 
     return make_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen3vl"), version="qwen3_vl")
 

@@ -1,6 +1,7 @@
 """superneurons: Super Neurons for categorical VQA (Musacchio et al.), on any Hugging Face VLM.
 
-The pipeline, one module per step (data -> capture -> score -> select -> infer -> report):
+The pipeline, one subpackage per step (data -> capture -> scoring -> selection -> inference ->
+evaluation -> report):
 
     >>> from superneurons import load_model, load_samples, probe, fit_classifier     # doctest: +SKIP
     >>> vlm = load_model("llava-hf/llava-1.5-7b-hf")                                # doctest: +SKIP
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from superneurons.constants import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -27,34 +28,38 @@ _EXPORTS: dict[str, str] = {
     "write_samples": "superneurons.data",
     "validate_samples": "superneurons.data",
     "balanced_sample": "superneurons.data",
-    # errors
+    # errors and settings
     "SuperNeuronsError": "superneurons.errors",
     "DataError": "superneurons.errors",
     "StoreError": "superneurons.errors",
     "ModelError": "superneurons.errors",
+    "ConfigError": "superneurons.errors",
+    "CaptureConfig": "superneurons.config",
+    "ScoreConfig": "superneurons.config",
+    "SelectConfig": "superneurons.config",
+    "InferConfig": "superneurons.config",
     # models and capture
     "VLM": "superneurons.models",
     "load_model": "superneurons.models",
-    "capture": "superneurons.capture",
-    "LayerTrace": "superneurons.capture",
-    # store
-    "probe": "superneurons.store",
-    "ActivationStore": "superneurons.store",
-    "load_activations": "superneurons.store",
+    "capture": "superneurons.activations",
+    "LayerTrace": "superneurons.activations",
+    "probe": "superneurons.activations",
+    "ActivationStore": "superneurons.activations",
+    "load_activations": "superneurons.activations",
     # method
     "score_neurons": "superneurons.scoring",
     "alpha_sweep": "superneurons.scoring",
+    "binary_metrics": "superneurons.scoring",
     "SuperNeurons": "superneurons.selection",
     "select_super_neurons": "superneurons.selection",
     "snt_sweep": "superneurons.selection",
-    "aggregate": "superneurons.aggregation",
-    "agreement_rate": "superneurons.aggregation",
-    "binary_metrics": "superneurons.metrics",
-    "parse_pope": "superneurons.baselines",
-    "model_answers": "superneurons.baselines",
-    "SuperNeuronClassifier": "superneurons.classifier",
-    "fit_classifier": "superneurons.classifier",
-    "evaluate": "superneurons.evaluate",
+    "aggregate": "superneurons.inference",
+    "agreement_rate": "superneurons.inference",
+    "SuperNeuronClassifier": "superneurons.inference",
+    "fit_classifier": "superneurons.inference",
+    "predict": "superneurons.inference",
+    "parse_pope": "superneurons.evaluation",
+    "evaluate": "superneurons.evaluation",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -74,15 +79,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from superneurons.aggregation import aggregate, agreement_rate
-    from superneurons.baselines import model_answers, parse_pope
-    from superneurons.capture import LayerTrace, capture
-    from superneurons.classifier import SuperNeuronClassifier, fit_classifier
+    from superneurons.activations import ActivationStore, LayerTrace, capture, load_activations, probe
+    from superneurons.config import CaptureConfig, InferConfig, ScoreConfig, SelectConfig
     from superneurons.data import Sample, balanced_sample, load_samples, validate_samples, write_samples
-    from superneurons.errors import DataError, ModelError, StoreError, SuperNeuronsError
-    from superneurons.evaluate import evaluate
-    from superneurons.metrics import binary_metrics
+    from superneurons.errors import ConfigError, DataError, ModelError, StoreError, SuperNeuronsError
+    from superneurons.evaluation import evaluate, parse_pope
+    from superneurons.inference import (
+        SuperNeuronClassifier,
+        aggregate,
+        agreement_rate,
+        fit_classifier,
+        predict,
+    )
     from superneurons.models import VLM, load_model
-    from superneurons.scoring import alpha_sweep, score_neurons
+    from superneurons.scoring import alpha_sweep, binary_metrics, score_neurons
     from superneurons.selection import SuperNeurons, select_super_neurons, snt_sweep
-    from superneurons.store import ActivationStore, load_activations, probe

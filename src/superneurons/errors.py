@@ -15,3 +15,11 @@ class StoreError(SuperNeuronsError):
 
 class ModelError(SuperNeuronsError):
     """A model that cannot be loaded or does not match what an artifact expects."""
+
+
+class ConfigError(DataError, StoreError):
+    """An option with a value outside its valid choices (it names the option and the choices).
+
+    Also a DataError and a StoreError, so code catching the error type of the step the option
+    belongs to (capture options used to raise StoreError, selection options DataError) still does.
+    """

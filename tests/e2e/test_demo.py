@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from superneurons.classifier import SuperNeuronClassifier
+from superneurons.inference.classifier import SuperNeuronClassifier
 from superneurons.synth import ALL_FAMILIES
 
 QUICK_BUDGET_S = 180

@@ -12,8 +12,10 @@ import textwrap
 import pytest
 import torch
 
+from superneurons.activations.probing import probe
+from superneurons.activations.store import ActivationStore
+from superneurons.constants import MANIFEST_NAME
 from superneurons.data import load_samples
-from superneurons.store import MANIFEST_NAME, ActivationStore, probe
 
 ARGS = ["--dtype", "float32", "--shard-size", "2", "--batch-size", "2", "--device", "cpu", "--exit-layer", "2"]
 
@@ -71,7 +73,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     from superneurons.data import load_samples
     from superneurons.models import load_model
-    from superneurons.store import probe
+    from superneurons.activations.probing import probe
 
     model, data, out = sys.argv[1:4]
 

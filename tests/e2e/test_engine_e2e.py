@@ -9,12 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from superneurons.classifier import CLASSIFIER_CONFIG, SuperNeuronClassifier, fit_classifier
+from superneurons.activations.probing import probe
+from superneurons.activations.store import ActivationStore
 from superneurons.cli.app import _register_all, app
 from superneurons.data.samples import load_samples
-from superneurons.evaluate import evaluate
-from superneurons.metrics import binary_metrics
-from superneurons.store import ActivationStore, probe
+from superneurons.evaluation.compare import evaluate
+from superneurons.inference.classifier import CLASSIFIER_CONFIG, SuperNeuronClassifier, fit_classifier
+from superneurons.scoring.metrics import binary_metrics
 
 
 @contextmanager
@@ -68,7 +69,7 @@ def test_probe_select_save_load_predict_with_early_exit(tiny_llava, probed):
 
     # a full forward for comparison: every layer runs
     with count_layer_calls(tiny_llava) as calls:
-        from superneurons.baselines import first_token_margins
+        from superneurons.evaluation.baselines import first_token_margins
 
         first_token_margins(tiny_llava, train[:8], batch_size=8)
     assert calls == [1] * tiny_llava.num_layers
@@ -120,7 +121,7 @@ def test_cli_select_predict_evaluate(tiny_llava, tiny_llava_dir, probed, tmp_pat
     assert res.exit_code == 0, res.output
     casc = [json.loads(line) for line in (tmp_path / "casc.jsonl").read_text().splitlines()]
     assert {r["path"] for r in casc} == {"model"} and "10 of 10 deferred" in res.output
-    from superneurons.baselines import first_token_margins
+    from superneurons.evaluation.baselines import first_token_margins
 
     model_answers = first_token_margins(tiny_llava, load_samples(test_path)) > 0  # tiny_llava = tiny_llava_dir
     assert [r["prediction"] for r in casc] == model_answers.long().tolist()
@@ -144,7 +145,7 @@ def test_cli_select_predict_evaluate(tiny_llava, tiny_llava_dir, probed, tmp_pat
 
 def test_store_from_disk_scores_like_the_tensor(probed):
     _, store, _ = probed
-    from superneurons.scoring import score_neurons
+    from superneurons.scoring.neurons import score_neurons
 
     reopened = ActivationStore(store.directory)
     a = score_neurons(reopened, chunk_layers=3)

@@ -11,9 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from superneurons.activations.store import load_activations
 from superneurons.cli.app import _register_all, app
+from superneurons.constants import MANIFEST_NAME
 from superneurons.errors import StoreError
-from superneurons.store import MANIFEST_NAME, load_activations
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,19 @@
 import pytest
 import torch
 
-from superneurons.aggregation import (
+from superneurons.errors import DataError
+from superneurons.inference.aggregation import (
     aggregate,
-    agreement_by_snt,
     agreement_rate,
     fraction,
-    mean,
     sn_votes,
     vote,
 )
-from superneurons.errors import DataError
+
+
+def mean(acts, alpha=0.0, rule=None):
+    """The `mean` aggregation's answers."""
+    return aggregate(acts, "mean", alpha, rule)[0]
 
 
 def test_vote_majority_and_documented_tie_rule():
@@ -67,14 +70,21 @@ def test_agreement_rate_eq7():
         agreement_rate(sn, torch.tensor([1, 0]))
 
 
-def test_agreement_by_snt_matches_agreement_rate_of_each_set():
+def test_sweep_agreement_at_given_snts_matches_agreement_rate_of_each_set():
+    """AR@SNt (Fig. 4) comes from the SNt sweep: each row's `ar` is eq. 7 over the SNs with score > SNt."""
+    from superneurons.scoring.neurons import probe_neurons
+    from superneurons.selection import snt_sweep
+
     g = torch.Generator().manual_seed(0)
-    acts = torch.randn(40, 6, generator=g)
-    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.55, 0.5], dtype=torch.float64)
+    y = torch.tensor([1, 0] * 20)
+    acts = torch.randn(40, 1, 6, generator=g) + torch.linspace(2.0, 0.0, 6) * (2 * y[:, None, None] - 1)
     model = (torch.rand(40, generator=g) > 0.5).long()
-    rows = agreement_by_snt(acts, scores, model, [0.85, 0.65, 0.5, 0.95])
+    probe = probe_neurons(acts, y, keep_metric="accuracy", keep_within=1.0)
+    scores = probe.scores["accuracy"][0]
+    snts = [float(scores.max()) - 0.05, float(scores.median()), 0.0, 1.0]
+    rows = snt_sweep(probe, snts=snts, model_preds=model)
     for row in rows[:3]:
         sel = scores > row["snt"]
-        assert row["k"] == int(sel.sum())
-        assert row["ar"] == pytest.approx(agreement_rate(sn_votes(acts[:, sel]).long(), model))
-    assert rows[3] == {"snt": 0.95, "k": 0, "ar": None}
+        assert row["k"] == int(sel.sum()) > 0
+        assert row["ar"] == pytest.approx(agreement_rate(sn_votes(acts[:, 0, sel]).long(), model))
+    assert rows[3]["k"] == 0 and "ar" not in rows[3]

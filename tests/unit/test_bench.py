@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from superneurons import bench as B
 from superneurons.cli.app import _register_all, app
 from superneurons.data import load_samples
 from superneurons.errors import DataError
+from superneurons.evaluation import bench as B
 
 
 def _count_layers(vlm) -> tuple[list[int], list]:

@@ -1,4 +1,4 @@
-"""capture.py: hooked activations equal the model's own hidden states, early exit skips layers,
+"""capture/: hooked activations equal the model's own hidden states, early exit skips layers,
 batches do not leak between samples, hooks are always removed, the `last` token, resuming."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from superneurons.capture import LayerTrace, StopForward, capture, resolve_layers, resume_forward, run_prefill
+from superneurons.activations import capture, resolve_layers, run_prefill
+from superneurons.activations.trace import LayerTrace, StopForward, resume
 from superneurons.data import load_samples
 
 ATOL = 1e-4
@@ -166,13 +167,13 @@ def test_hooks_removed_on_error_and_stop(tiny_llava, samples):
     assert inner.stopped and set(outer.outputs) == {0} and _hooks_left(vlm) == 0
 
 
-def test_resume_forward_reproduces_logits(tiny_llava, samples):
+def test_resume_reproduces_logits(tiny_llava, samples):
     vlm = tiny_llava
     batch = vlm.prepare(samples)
     with torch.inference_mode(), LayerTrace(vlm.decoder_layers, record=[0, 1], stop_after=1) as trace:
         assert trace.run(vlm.model, **batch, use_cache=False) is None
     assert trace.stopped
-    logits = resume_forward(vlm, trace)
+    logits = resume(vlm, trace, all_positions=True)
     ref = _plain_forward(vlm, batch).logits
     torch.testing.assert_close(logits, ref, atol=ATOL, rtol=0)
 

@@ -10,28 +10,28 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from superneurons.baselines import first_token_margins
-from superneurons.capture import LayerTrace, capture
-from superneurons.cascade import (
-    CASCADE_JSON,
-    CASCADE_PLOT,
-    TEMPERATURE_KEY,
-    _DeepStack,
-    best_margin,
-    calibrate_cascade,
-    cascade_predict,
-    cascade_score,
-    cascade_sweep,
+from superneurons.activations import capture
+from superneurons.activations.trace import (
+    LayerTrace,
     check_resumable,
-    defer_mask,
-    fit_temperature,
-    resume_rows,
+    resume,
     slice_layer_kwargs,
     verify_resume,
 )
-from superneurons.classifier import SuperNeuronClassifier
+from superneurons.constants import CASCADE_JSON, CASCADE_PLOT
 from superneurons.data.samples import load_samples
 from superneurons.errors import DataError, ModelError
+from superneurons.evaluation.baselines import first_token_margins
+from superneurons.evaluation.cascade_sweep import best_margin, cascade_sweep
+from superneurons.inference.cascade import (
+    TEMPERATURE_KEY,
+    calibrate_cascade,
+    cascade_predict,
+    cascade_score,
+    defer_mask,
+    fit_temperature,
+)
+from superneurons.inference.classifier import SuperNeuronClassifier
 from superneurons.selection import SuperNeurons
 
 MODELS = ["tiny_llava", "tiny_qwen2vl", "tiny_qwen3vl"]
@@ -82,32 +82,32 @@ def test_resume_from_every_layer_matches_full_forward(name, samples, request):
     ref = full_logits(vlm, samples[:5])
     batch = vlm.prepare(samples[:5])
     for k in range(vlm.num_layers):
-        with torch.inference_mode(), _DeepStack(vlm.language_model) as ds, \
-                LayerTrace(vlm.decoder_layers, [k], -1, stop_after=k) as trace:
+        with torch.inference_mode(), LayerTrace(vlm.decoder_layers, [k], -1, stop_after=k,
+                                                replay=vlm.layer_replay()) as trace:
             assert trace.run(vlm.model, **batch, use_cache=False) is None
-        torch.testing.assert_close(resume_rows(vlm, trace, None, ds), ref, atol=ATOL, rtol=0)
+        torch.testing.assert_close(resume(vlm, trace), ref, atol=ATOL, rtol=0)
         rows = torch.tensor([1, 3, 4])  # a subset of rows: sliced state and layer arguments
-        sliced = resume_rows(vlm, trace, rows, ds)
+        sliced = resume(vlm, trace, rows)
         torch.testing.assert_close(sliced, ref[rows], atol=ATOL, rtol=0)
-        torch.testing.assert_close(sliced, resume_rows(vlm, trace, rows, ds, slice_rows=False), atol=ATOL, rtol=0)
+        torch.testing.assert_close(sliced, resume(vlm, trace, rows, slice_rows=False), atol=ATOL, rtol=0)
     assert verify_resume(vlm, samples[:3], vlm.num_layers - 2) <= ATOL
 
 
 def test_qwen3vl_resume_below_deepstack_replays_visual_features(tiny_qwen3vl, samples):
     """The tiny Qwen3-VL adds DeepStack features after layer 0: a resume from L*=0 that skipped them
-    would be wrong (capture.resume_forward is), the cascade's resume is exact."""
-    from superneurons.capture import resume_forward
-
+    (a trace without the family's replay) would be wrong; with `vlm.layer_replay()` it is exact."""
     vlm = tiny_qwen3vl
     ref = full_logits(vlm, samples[:4])
     batch = vlm.prepare(samples[:4])
-    with torch.inference_mode(), _DeepStack(vlm.language_model) as ds, \
-            LayerTrace(vlm.decoder_layers, [0], -1, stop_after=0) as trace:
+    with torch.inference_mode(), LayerTrace(vlm.decoder_layers, [0], -1, stop_after=0,
+                                            replay=vlm.layer_replay()) as trace:
         trace.run(vlm.model, **batch, use_cache=False)
-    assert ds.embeds is not None and len(ds.embeds) == 1
-    assert (resume_forward(vlm, trace)[:, -1] - ref).abs().max() > 100 * ATOL  # features missing
-    torch.testing.assert_close(resume_rows(vlm, trace, None, ds), ref, atol=ATOL, rtol=0)
-    torch.testing.assert_close(resume_rows(vlm, trace, torch.tensor([0, 2]), ds), ref[[0, 2]], atol=ATOL, rtol=0)
+    assert trace.replay.embeds is not None and len(trace.replay.embeds) == 1
+    with torch.inference_mode(), LayerTrace(vlm.decoder_layers, [0], -1, stop_after=0) as bare:
+        bare.run(vlm.model, **batch, use_cache=False)
+    assert (resume(vlm, bare) - ref).abs().max() > 100 * ATOL  # features missing
+    torch.testing.assert_close(resume(vlm, trace), ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(resume(vlm, trace, torch.tensor([0, 2])), ref[[0, 2]], atol=ATOL, rtol=0)
 
 
 # ---- each sample runs layers <= L* and the vision tower once ----------------------------------------
@@ -174,11 +174,12 @@ def test_end_points_are_sns_only_and_model_only(name, samples, request):
     assert model_only.avg_layers == vlm.num_layers
 
 
-def test_classifier_predict_and_evaluate_take_a_margin(tiny_llava, samples):
-    from superneurons.evaluate import evaluate
+def test_predict_and_evaluate_take_a_margin(tiny_llava, samples):
+    from superneurons.evaluation.compare import evaluate
+    from superneurons.inference import predict
 
     clf = make_classifier(tiny_llava, samples, exit_layer=1)
-    out = clf.predict(tiny_llava, samples, cascade_margin=0.3)
+    out = predict(clf, tiny_llava, samples, cascade_margin=0.3)
     ref = cascade_predict(clf, tiny_llava, samples, margin=0.3)
     assert torch.equal(out.preds, ref.preds) and out.paths == ref.paths
     res = evaluate(clf, tiny_llava, samples, generate=False, cascade_margin=0.3)
@@ -213,7 +214,7 @@ def test_calibrated_mean_score(tiny_llava, samples, tmp_path):
     torch.testing.assert_close(s, torch.sigmoid(acts.mean(1) / 2.0))
     assert cascade_score(acts, 0.0, None, "mean")[2] == 0.0  # uncalibrated: unanimous -> 0 or 1
 
-    from superneurons.store import probe
+    from superneurons.activations.probing import probe
 
     store = probe(tiny_llava, samples, tmp_path / "acts", layers=range(2), dtype="float32", progress=False)
     clf = make_classifier(tiny_llava, samples, exit_layer=1, aggregation="mean")
@@ -229,19 +230,19 @@ def test_calibrated_mean_score(tiny_llava, samples, tmp_path):
         cascade_predict(loaded, tiny_llava, samples, margin=0.1, temperature=0.0)
 
 
-def test_slice_layer_kwargs_rules():
+def test_slice_layer_kwargs_rules(tiny_llava):
     b = 4
     idx = torch.tensor([1, 3])
     kw = {"attention_mask": torch.zeros(b, 1, 5, 5), "position_ids": torch.arange(3 * b * 5).view(3, b, 5),
           "position_embeddings": (torch.ones(1, 5, 8), torch.ones(b, 5, 8)), "cache_position": torch.arange(5),
           "past_key_values": None, "use_cache": False}
-    out = slice_layer_kwargs(kw, idx, b)
+    out = slice_layer_kwargs(tiny_llava, kw, idx, b)
     assert out["attention_mask"].shape == (2, 1, 5, 5)
     assert torch.equal(out["position_ids"], kw["position_ids"][:, idx])
     assert out["position_embeddings"][0].shape == (1, 5, 8) and out["position_embeddings"][1].shape == (2, 5, 8)
     assert torch.equal(out["cache_position"], kw["cache_position"]) and out["use_cache"] is False
-    assert slice_layer_kwargs({**kw, "past_key_values": object()}, idx, b) is None
-    assert slice_layer_kwargs({"attention_mask": torch.zeros(2, 5)}, idx, b) is None
+    assert slice_layer_kwargs(tiny_llava, {**kw, "past_key_values": object()}, idx, b) is None
+    assert slice_layer_kwargs(tiny_llava, {"attention_mask": torch.zeros(2, 5)}, idx, b) is None
 
 
 def test_refuses_what_it_cannot_resume(tiny_llava, samples):

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from superneurons.classifier import (
+from superneurons.errors import DataError, ModelError
+from superneurons.inference.classifier import (
     CLASSIFIER_CONFIG,
     CLASSIFIER_WEIGHTS,
     SuperNeuronClassifier,
     fit_classifier,
 )
-from superneurons.errors import DataError, ModelError
 from superneurons.selection import SuperNeurons
 
 FP = {"architecture": "LlavaForConditionalGeneration", "config_hash": "ab" * 32, "num_layers": 4, "hidden_size": 64}

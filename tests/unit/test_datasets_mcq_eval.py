@@ -9,7 +9,7 @@ import torch
 
 from superneurons.data.mcq import expand_mcq
 from superneurons.errors import DataError
-from superneurons.mcq_eval import is_mcq, mcq_accuracy, mcq_accuracy_from_samples
+from superneurons.evaluation.mcq import is_mcq, mcq_accuracy, mcq_accuracy_from_samples
 
 
 def test_highest_scoring_option_wins() -> None:

@@ -12,14 +12,8 @@ from experiment_fixtures import load_exp_vlm, probe_val
 from superneurons.data import Sample
 from superneurons.errors import DataError, SuperNeuronsError
 from superneurons.experiments import EXPERIMENTS, get_experiment, run_experiment
-from superneurons.experiments._common import (
-    Dataset,
-    ExperimentOptions,
-    ExperimentResult,
-    StoreView,
-    Workspace,
-    require_matplotlib,
-)
+from superneurons.experiments._common import Dataset, ExperimentOptions, ExperimentResult, require_matplotlib
+from superneurons.experiments.workspace import StoreView, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +66,7 @@ def test_workspace_caches_stores_and_answers(vlm, tmp_path, monkeypatch):
     assert ws.store(probe).directory == a.directory and a.num_samples == 6
     assert ws.store(probe[:4]).directory != a.directory
     calls = []
-    import superneurons.baselines as bl
+    import superneurons.experiments.workspace as bl
 
     real = bl.generate_answers
     monkeypatch.setattr(bl, "generate_answers", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -46,7 +46,7 @@ def test_layer_ids_and_vote():
     savs = fit_savs(acts, y, k=5, layers=[5, 6, 7])
     assert savs.heads[0].tolist() == [5, 3] and savs.k == 5 and savs.exit_layer <= 7
     votes = torch.tensor([[True, True, False], [True, False, False], [True, False, True], [False, False, True]])
-    from superneurons.aggregation import vote
+    from superneurons.inference.aggregation import vote
 
     assert vote(votes).tolist() == [1, 0, 1, 0]
 

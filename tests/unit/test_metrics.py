@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from superneurons.errors import DataError
-from superneurons.metrics import binary_metrics, confusion_counts, metrics_from_counts
+from superneurons.scoring.metrics import binary_metrics, confusion_counts, metrics_from_counts
 
 
 def test_known_values():

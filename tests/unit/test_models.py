@@ -7,14 +7,13 @@ import json
 import pytest
 import torch
 
-from superneurons.capture import capture
+from superneurons.activations import capture
 from superneurons.data import load_samples
 from superneurons.errors import ModelError
-from superneurons.models import adapter_names, get_adapter, load_model
-from superneurons.models.auto import AutoVLM
-from superneurons.models.factory import make_tiny_llava, make_tiny_qwen_vl
+from superneurons.models import VLM, adapter_names, get_adapter, load_model
 from superneurons.models.llava import LlavaVLM
-from superneurons.models.qwen_vl import QwenVLM
+from superneurons.models.qwen_vl import Qwen3VLM, QwenVLM
+from superneurons.testing.factory import make_tiny_llava, make_tiny_qwen_vl
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def samples(make_dataset, tmp_path):
     ("tiny_llava_dir", LlavaVLM, "LlavaForConditionalGeneration", "ASSISTANT:"),
     ("tiny_qwen2vl_dir", QwenVLM, "Qwen2VLForConditionalGeneration", "<|im_start|>assistant\n"),
     ("tiny_qwen25vl_dir", QwenVLM, "Qwen2_5_VLForConditionalGeneration", "<|im_start|>assistant\n"),
-    ("tiny_qwen3vl_dir", QwenVLM, "Qwen3VLForConditionalGeneration", "<|im_start|>assistant\n"),
+    ("tiny_qwen3vl_dir", Qwen3VLM, "Qwen3VLForConditionalGeneration", "<|im_start|>assistant\n"),
 ])
 def test_adapter_loads_saved_folder_and_captures(fixture, cls, arch, marker, samples, request):
     path = request.getfixturevalue(fixture)
@@ -63,7 +62,7 @@ def test_fingerprint_is_stable_and_tracks_the_config(tiny_llava, tiny_llava_dir,
 
 
 def test_weight_sketch_survives_dtype_and_tells_retrained_checkpoints_apart(tiny_llava, tiny_llava_dir, tmp_path):
-    from superneurons.models.base import same_weights
+    from superneurons.models.fingerprint import same_weights
 
     fp = tiny_llava.fingerprint
     assert len(fp["weights"]) == 64  # 256 sign bits
@@ -79,13 +78,13 @@ def test_weight_sketch_survives_dtype_and_tells_retrained_checkpoints_apart(tiny
 
 def test_registry_and_generic_fallback(tiny_llava, tiny_llava_dir, samples):
     assert {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "auto"} <= set(adapter_names())
-    assert get_adapter("llava") is LlavaVLM and get_adapter("some_new_vlm") is AutoVLM
+    assert get_adapter("llava") is LlavaVLM and get_adapter("some_new_vlm") is VLM
     with pytest.raises(ModelError, match=r"known: .*llava.*qwen3_vl"):
         get_adapter("nope", strict=True)
     with pytest.raises(ModelError, match="known:"):
         load_model(str(tiny_llava_dir), adapter="nope")
     generic = load_model(str(tiny_llava_dir), device="cpu", adapter="auto")
-    assert type(generic) is AutoVLM and generic.num_layers == tiny_llava.num_layers
+    assert type(generic) is VLM and generic.num_layers == tiny_llava.num_layers
     torch.testing.assert_close(capture(generic, samples, progress=False), capture(tiny_llava, samples, progress=False))
 
 

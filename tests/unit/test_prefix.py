@@ -10,13 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from superneurons.capture import capture
+from superneurons.activations import capture
+from superneurons.activations.prefix import capture_prefix, group_by_image, prefix_reuse_support
+from superneurons.activations.probing import probe
+from superneurons.constants import MANIFEST_NAME
 from superneurons.data import load_samples
 from superneurons.data.samples import Sample
 from superneurons.errors import StoreError
 from superneurons.models import load_model
-from superneurons.prefix import capture_prefix, group_by_image, prefix_reuse_support
-from superneurons.store import MANIFEST_NAME, probe
 
 QUESTIONS = ["Is there a dog in the image ?", "Is there a red cube on the left ?", "Is there a cat ?",
              "Is the big sphere behind the small cylinder ? Answer with yes or no .", "Is there a dog ?",

@@ -10,19 +10,20 @@ import json
 import pytest
 import torch
 
-from superneurons.data import load_samples
-from superneurons.distributed import (
+from superneurons.activations.distributed import (
     RANK_DIR,
     DistInfo,
     dist_info,
     init_distributed,
     merge_rank_stores,
-    probe_distributed,
     rank_device,
     rank_slice,
 )
+from superneurons.activations.probing import probe, probe_distributed
+from superneurons.activations.store import ActivationStore
+from superneurons.constants import MANIFEST_NAME
+from superneurons.data import load_samples
 from superneurons.errors import StoreError
-from superneurons.store import MANIFEST_NAME, ActivationStore, probe
 
 
 @pytest.fixture

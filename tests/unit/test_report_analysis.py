@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from superneurons.bench import timing_classifier
 from superneurons.data import load_samples
 from superneurons.errors import DataError
-from superneurons.evaluate import evaluate
+from superneurons.evaluation.bench import timing_classifier
+from superneurons.evaluation.compare import evaluate
 from superneurons.report.analysis import analyse_probe, families_matching_model
 
 
@@ -63,7 +63,7 @@ def test_analyse_probe_checks_inputs():
 
 
 def test_evaluate_with_a_cached_generation(tiny_llava, make_dataset, tmp_path, monkeypatch):
-    import superneurons.evaluate as ev
+    import superneurons.evaluation.compare as ev
 
     samples = load_samples(make_dataset(tmp_path, 8))
     clf = timing_classifier(tiny_llava, exit_layer=1, k=4)

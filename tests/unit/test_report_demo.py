@@ -6,7 +6,7 @@ import pytest
 
 from superneurons.data import Sample
 from superneurons.errors import DataError
-from superneurons.report.demo import pick_samples, run_demo, scenes_needed
+from superneurons.synth.demo import pick_samples, run_demo, scenes_needed
 
 
 def _samples(labels: list[str], prefix: str = "s", meta: bool = False) -> list[Sample]:

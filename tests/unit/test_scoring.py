@@ -5,14 +5,10 @@ import math
 import pytest
 import torch
 
+from superneurons.constants import METRICS
 from superneurons.errors import DataError
-from superneurons.metrics import METRICS
-from superneurons.scoring import (
-    alpha_sweep,
-    probe_neurons,
-    round_down_threshold,
-    score_neurons,
-)
+from superneurons.scoring.counting import round_down_threshold
+from superneurons.scoring.neurons import alpha_sweep, probe_neurons, score_neurons
 
 
 def _labels(n: int, seed: int = 0) -> torch.Tensor:

@@ -3,11 +3,16 @@
 import pytest
 import torch
 
-from superneurons.aggregation import agreement_rate, mean, sn_votes, vote
 from superneurons.errors import DataError
-from superneurons.metrics import binary_metrics
-from superneurons.scoring import NeuronScores, probe_neurons, score_neurons
+from superneurons.inference.aggregation import aggregate, agreement_rate, sn_votes, vote
+from superneurons.scoring.metrics import binary_metrics
+from superneurons.scoring.neurons import NeuronScores, probe_neurons, score_neurons
 from superneurons.selection import choose_snt, select_super_neurons, snt_candidates, snt_sweep
+
+
+def mean(acts, alpha=0.0, rule=None):
+    """The `mean` aggregation's answers."""
+    return aggregate(acts, "mean", alpha, rule)[0]
 
 
 def _scores(acc: list[list[float]], layers=None) -> NeuronScores:

@@ -7,16 +7,12 @@ import json
 import pytest
 import torch
 
-from superneurons.capture import capture
+from superneurons.activations import capture
+from superneurons.activations.probing import probe
+from superneurons.activations.store import ActivationStore, load_activations
+from superneurons.constants import MANIFEST_NAME, SHARD_PATTERN
 from superneurons.data import load_samples
 from superneurons.errors import DataError, StoreError
-from superneurons.store import (
-    MANIFEST_NAME,
-    SHARD_PATTERN,
-    ActivationStore,
-    load_activations,
-    probe,
-)
 
 
 class Killed(Exception):
@@ -84,7 +80,7 @@ def test_resume_after_kill_matches_uninterrupted(tiny_llava, samples, tmp_path, 
     (out / f".{SHARD_PATTERN.format(2)}.tmp-999").write_bytes(b"half a shard")  # a write cut short
 
     # the rerun captures only the missing samples
-    import superneurons.capture as cap
+    import superneurons.activations.probing as cap
 
     seen: list[str] = []
     real = cap.capture_batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -9,12 +10,21 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from superneurons.capture import capture
+from superneurons.activations import capture
+from superneurons.activations.probing import probe
+from superneurons.activations.store import load_activations
 from superneurons.data import load_samples
 from superneurons.errors import ModelError
 from superneurons.models import load_model
-from superneurons.models.truncate import RemovedModule, layer_index
-from superneurons.store import load_activations, probe
+from superneurons.models.truncate import RemovedModule
+
+_LAYER_RE = re.compile(r"\blayers\.(\d+)\.")
+
+
+def layer_index(key: str) -> int | None:
+    """The decoder-layer index in a parameter/checkpoint key (`...layers.12.mlp...` -> 12), else None."""
+    m = _LAYER_RE.search(key)
+    return int(m.group(1)) if m else None
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +178,7 @@ def test_cli_truncate(tiny_llava, tiny_llava_dir, tmp_path):
 
 
 def test_classifier_loads_its_model_truncated_at_l_star(tiny_llava, tiny_llava_dir, samples, tmp_path):
-    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.selection import SuperNeurons
 
     store = probe(tiny_llava, samples, tmp_path / "acts", exit_layer=2, dtype="float32", progress=False)

@@ -29,7 +29,7 @@ _COMMAND_MODULES: list[str] = [
 @app.command()
 def version() -> None:
     """Print the library version."""
-    from superneurons import __version__
+    from superneurons.constants import __version__
 
     typer.echo(__version__)
 

@@ -39,9 +39,9 @@ def bench_command(
 
     from rich.console import Console
 
-    from superneurons.bench import run_bench
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import load_samples
+    from superneurons.evaluation.bench import run_bench
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models import load_model
     from superneurons.report.tables import bench_table
 

@@ -57,18 +57,12 @@ def cascade_sweep_command(
     from rich.console import Console
     from rich.table import Table
 
-    from superneurons.cascade import (
-        CASCADE_JSON,
-        CASCADE_PLOT,
-        DEFAULT_MARGINS,
-        best_margin,
-        calibrate_cascade,
-        cascade_sweep,
-        resolve_score,
-    )
-    from superneurons.classifier import SuperNeuronClassifier
+    from superneurons.constants import CASCADE_JSON, CASCADE_PLOT
     from superneurons.data.samples import load_samples
     from superneurons.errors import DataError
+    from superneurons.evaluation.cascade_sweep import DEFAULT_MARGINS, best_margin, cascade_sweep
+    from superneurons.inference.cascade import calibrate_cascade, resolve_score
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models import load_model
 
     grid = parse_margins(margins) or list(DEFAULT_MARGINS)

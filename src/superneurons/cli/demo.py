@@ -38,8 +38,8 @@ def demo_command(
 
     from rich.console import Console
 
-    from superneurons.report.demo import run_demo
     from superneurons.report.tables import bench_table, table1, table2, table5
+    from superneurons.synth.demo import run_demo
 
     if threads is not None:
         import torch

@@ -36,10 +36,10 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import load_samples
     from superneurons.errors import DataError
-    from superneurons.evaluate import evaluate
+    from superneurons.evaluation.compare import evaluate
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models import load_model
 
     clf = SuperNeuronClassifier.load(classifier)

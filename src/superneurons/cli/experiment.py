@@ -158,10 +158,10 @@ def experiment_command(
 
 
 def _overlap_from_stores(stores: list[str], model_scores: list[str], metric: str, out: Path, plot: bool) -> Any:
+    from superneurons.activations.store import ActivationStore
     from superneurons.errors import DataError
     from superneurons.experiments import overlap_from_scores
     from superneurons.scoring import score_neurons
-    from superneurons.store import ActivationStore
 
     dirs, given = _pairs(stores, "store"), _pairs(model_scores, "model-score")
     missing = [k for k in dirs if k not in given]

@@ -37,22 +37,20 @@ def predict_command(
 
     from rich.console import Console
 
-    from superneurons.classifier import SuperNeuronClassifier, write_predictions
+    from superneurons.config import InferConfig
     from superneurons.data.samples import load_samples
-    from superneurons.errors import DataError
-    from superneurons.metrics import binary_metrics
+    from superneurons.inference import SuperNeuronClassifier, predict, write_predictions
+    from superneurons.scoring.metrics import binary_metrics
 
-    if truncate and cascade_margin is not None:
-        raise DataError("--truncate loads layers 0..L* only, but --cascade-margin resumes deferred samples to the "
-                        "last layer: use one of them")
+    config = InferConfig(aggregation=aggregation, batch_size=batch_size, strict=strict, cascade_margin=cascade_margin,
+                         truncate=truncate)
     clf = SuperNeuronClassifier.load(classifier)
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
-    vlm = clf.load_model(model, truncate=truncate, dtype=model_dtype, device=device)
+    vlm = clf.load_model(model, truncate=config.truncate, dtype=model_dtype, device=device)
     t0 = time.perf_counter()
-    output = clf.predict(vlm, samples, batch_size=batch_size, aggregation=aggregation, progress=True, strict=strict,
-                         cascade_margin=cascade_margin)
+    output = predict(clf, vlm, samples, config, progress=True)
     seconds = time.perf_counter() - t0
     path = write_predictions(out, samples, output)
     console = Console()

@@ -7,7 +7,7 @@
 
 Running the same command again resumes an interrupted store. Under `torchrun --nproc_per_node K
 -m superneurons probe ...` (or `accelerate launch`) each process probes its slice of the samples on
-its own GPU and rank 0 writes the merged manifest (see superneurons.distributed).
+its own GPU and rank 0 writes the merged manifest (see superneurons.activations.distributed).
 """
 
 from __future__ import annotations
@@ -46,18 +46,23 @@ def probe_command(
     """Run the model on every sample and store the residual stream of each layer at one token."""
     from rich.console import Console
 
-    from superneurons.capture import parse_layers
+    from superneurons.activations.distributed import init_distributed, rank_device, shutdown_distributed
+    from superneurons.activations.prefill import parse_layers
+    from superneurons.activations.prefix import prefix_reuse_support
+    from superneurons.activations.probing import probe
+    from superneurons.config import CaptureConfig
     from superneurons.data.samples import balanced_sample, load_samples
-    from superneurons.distributed import init_distributed, rank_device, shutdown_distributed
     from superneurons.errors import DataError, StoreError
     from superneurons.models import load_model
-    from superneurons.store import probe
 
     console = Console(stderr=True)
     try:
         layer_list = parse_layers(layers)
     except ValueError as exc:
         raise StoreError(str(exc)) from None
+    config = CaptureConfig(token=token, layers=layer_list, exit_layer=exit_layer, batch_size=batch_size,
+                           max_new_tokens=max_new_tokens, dtype=dtype, shard_size=shard_size, skip_bad=skip_bad,
+                           prefix_reuse=prefix_reuse)
     samples = load_samples(data)
     if balanced is not None:
         samples = balanced_sample(samples, balanced, seed=seed)
@@ -85,16 +90,12 @@ def probe_command(
     if max_layer is not None:
         console.print(f"truncated: {vlm.load_report.summary()}")
     if prefix_reuse:
-        from superneurons.prefix import prefix_reuse_support
-
         ok, why = prefix_reuse_support(vlm)
         console.print(f"prefix reuse: {why}" if ok else f"[yellow]prefix reuse off[/]: {why}")
     where = f" on {dist.world_size} processes" if dist.distributed else ""
     console.print(f"{vlm!r}: probing {len(samples)} samples from {data}{where}")
     try:
-        store = probe(vlm, samples, out, token=token, layers=layer_list, exit_layer=exit_layer, dtype=dtype,
-                      shard_size=shard_size, batch_size=batch_size, skip_bad=skip_bad,
-                      max_new_tokens=max_new_tokens, progress=True, prefix_reuse=prefix_reuse)
+        store = probe(vlm, samples, out, config, progress=True)
     finally:
         shutdown_distributed()
     if not dist.is_main:

@@ -35,11 +35,13 @@ def select_command(
     from rich.console import Console
     from rich.table import Table
 
-    from superneurons.classifier import fit_classifier
+    from superneurons.config import ScoreConfig, SelectConfig
+    from superneurons.inference.classifier import fit_classifier
 
-    result = fit_classifier(acts, metric=metric, snt=snt, top_k=top_k, max_layer=max_layer, alpha=alpha,
-                            polarity=polarity, per_neuron_alpha=per_neuron_alpha, aggregation=aggregation,
-                            step=step, depth=depth, choose_by=choose_by, chunk_layers=chunk_layers)
+    select = SelectConfig(metric=metric, snt=snt, top_k=top_k, max_layer=max_layer, step=step, depth=depth,
+                          choose_by=choose_by)
+    score = ScoreConfig(alpha=alpha, polarity=polarity, per_neuron_alpha=per_neuron_alpha, chunk_layers=chunk_layers)
+    result = fit_classifier(acts, select, score, aggregation=aggregation)
     console = Console()
     b = result.best_single
     console.print(f"best single neuron: layer {b['layer']}, neuron {b['neuron']}: "

@@ -175,12 +175,19 @@ def validate_samples(samples: Sequence[Sample], skip_bad: bool = False,
         raise DataError("no usable samples" + (f" ({len(skipped)} skipped as bad)" if skipped else "")
                         + "; check the data file and image folder")
     if require_both_classes:
-        labels = {s.label for s in good}
-        if labels != {YES, NO}:
-            only = ", ".join(sorted(str(x) for x in labels))
-            raise DataError(f"probing set has only label(s) {only} (e.g. sample {good[0].id!r}); "
-                            "probing needs both yes and no samples: use balanced_sample or add the other class")
+        check_both_classes(good)
     return good, skipped
+
+
+def check_both_classes(samples: Sequence[Sample]) -> None:
+    """Raise a DataError unless `samples` hold both yes and no labels (a probing set must: no neuron
+    can be scored against one label)."""
+    labels = {s.label for s in samples}
+    if labels != {YES, NO}:
+        only = ", ".join(sorted(str(x) for x in labels))
+        first = f" (e.g. sample {samples[0].id!r})" if samples else ""
+        raise DataError(f"probing set has only label(s) {only}{first}; "
+                        "probing needs both yes and no samples: use balanced_sample or add the other class")
 
 
 def balanced_sample(samples: Sequence[Sample], n: int | None, seed: int = 0) -> list[Sample]:

@@ -16,7 +16,8 @@
     >>> res = run_experiment("savs", vlm, probe=probe, val=val, out_dir="exp/")   # doctest: +SKIP
     >>> print(res.to_markdown())                                                   # doctest: +SKIP
 
-Shared pieces live in `_common.py` (Dataset, ExperimentOptions, ExperimentResult, Workspace),
+Shared pieces live in `_common.py` (Dataset, ExperimentOptions, ExperimentResult) and
+`workspace.py` (Workspace: the cache of model work),
 the registry in `registry.py`, the demo-model runs in `demo.py`. Names other than the registry's
 are imported on first use, so importing this package (e.g. for the CLI's help) stays light.
 """
@@ -36,8 +37,8 @@ from superneurons.experiments.registry import (
 )
 
 _LAZY: dict[str, str] = {
-    "Dataset": "_common", "ExperimentOptions": "_common", "ExperimentResult": "_common", "StoreView": "_common",
-    "Workspace": "_common", "run_demo_experiments": "demo", "SparseAttentionVectors": "savs",
+    "Dataset": "_common", "ExperimentOptions": "_common", "ExperimentResult": "_common", "StoreView": "workspace",
+    "Workspace": "workspace", "run_demo_experiments": "demo", "SparseAttentionVectors": "savs",
     "fit_savs": "savs", "head_outputs": "savs", "fewshot_messages": "nshot", "fewshot_prompt": "nshot",
     "prepare_fewshot": "nshot", "replace_word": "prompts", "shuffle_pairs": "shuffled", "pairs_kept": "shuffled",
     "pairs_in_original": "shuffled",

@@ -28,14 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superneurons.experiments._common import (
-    CACHE_DIR,
-    Dataset,
-    ExperimentOptions,
-    ExperimentResult,
-    Workspace,
-)
+from superneurons.experiments._common import CACHE_DIR, Dataset, ExperimentOptions, ExperimentResult
 from superneurons.experiments.registry import get_experiment
+from superneurons.experiments.workspace import Workspace
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from superneurons.constants import METRICS
 from superneurons.errors import DataError
-from superneurons.experiments._common import Dataset, ExperimentResult, Workspace, finish, labels_of
-from superneurons.metrics import METRICS
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of
+from superneurons.experiments.workspace import Workspace
 
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "f1", "precision", "recall")
 

@@ -19,17 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from superneurons.activations.prefill import greedy_generate
 from superneurons.errors import DataError, ModelError
-from superneurons.experiments._common import (
-    Dataset,
-    ExperimentResult,
-    Workspace,
-    finish,
-    labels_of,
-    metric_row,
-)
+from superneurons.evaluation.baselines import parse_answers
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of, metric_row
+from superneurons.experiments.workspace import Workspace
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding
@@ -74,9 +68,7 @@ def fewshot_prompt(vlm: VLM, examples: Sequence[Sample], question: str, answers:
 
     With no examples it equals `vlm.build_prompt(question)`.
     """
-    owner = vlm.processor if getattr(vlm.processor, "chat_template", None) else vlm.tokenizer
-    if not getattr(owner, "chat_template", None):
-        raise ModelError(f"{vlm.name_or_path}: no chat template; n-shot prompts need one")
+    owner = vlm.chat_template_owner()
     answers = answers or answer_words(vlm)
     text = owner.apply_chat_template(fewshot_messages(vlm, examples, question, answers),
                                      add_generation_prompt=True, tokenize=False)
@@ -136,19 +128,13 @@ def generate_fewshot(vlm: VLM, queries: Sequence[Sample], pool: Sequence[Sample]
         if budget < 1:
             raise ContextTooLong(f"a {n}-shot prompt has {length} tokens, the model's context is {limit} "
                                  "(max_position_embeddings); use fewer shots")
-        with torch.inference_mode():
-            out = vlm.model.generate(**batch, max_new_tokens=budget, do_sample=False, num_beams=1,
-                                     temperature=None, top_p=None, top_k=None,
-                                     pad_token_id=vlm.tokenizer.pad_token_id)
-        texts += vlm.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        texts += vlm.tokenizer.batch_decode(greedy_generate(vlm, batch, budget), skip_special_tokens=True)
     return texts, [[s.id for s in ex] for ex in examples]
 
 
 def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None,
         shots: Sequence[int] = DEFAULT_SHOTS, batch_size: int | None = None) -> ExperimentResult:
     """Model accuracy/precision/recall/F1 with n solved probe examples in the prompt, and SNs."""
-    from superneurons.baselines import parse_answers
-
     vlm, o = ws.vlm, ws.options
     if any(s < 0 for s in shots):
         raise DataError(f"shots {list(shots)}: use non-negative numbers of examples")

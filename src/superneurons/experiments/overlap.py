@@ -23,18 +23,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from superneurons.constants import METRICS
 from superneurons.errors import DataError
 from superneurons.experiments._common import (
     FIGURE_PNG,
     Dataset,
     ExperimentResult,
-    Workspace,
     finish,
     labels_of,
     new_figure,
     require_matplotlib,
 )
-from superneurons.metrics import METRICS, binary_metrics
+from superneurons.experiments.workspace import Workspace
+from superneurons.scoring.metrics import binary_metrics
 
 MAX_LARGE_COMBOS = 10  # rows per combination size between 3 and all-but-one
 

@@ -16,20 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from superneurons.constants import METRICS
 from superneurons.errors import DataError
 from superneurons.experiments._common import (
     FIGURE_PNG,
     Dataset,
     ExperimentResult,
-    StoreView,
-    Workspace,
     finish,
     labels_of,
     new_figure,
     require_matplotlib,
-    sn_row,
 )
-from superneurons.metrics import METRICS
+from superneurons.experiments.workspace import StoreView, Workspace, sn_row
 
 DEFAULT_SIZES: tuple[int, ...] = (10, 40, 100, 300, 1000, 3000)
 

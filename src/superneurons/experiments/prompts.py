@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from superneurons.errors import DataError
-from superneurons.experiments._common import Dataset, ExperimentResult, Workspace, finish, labels_of, sn_row
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of
+from superneurons.experiments.workspace import Workspace, sn_row
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample

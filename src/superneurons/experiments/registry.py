@@ -76,7 +76,8 @@ def run_experiment(name: str, vlm: VLM, probe: Sequence[Sample] | None = None, v
     Activations and model answers are cached under `cache_dir` (default `<out_dir>/cache`, or a
     temporary folder). `params` go to the experiment (e.g. `n=40, k=20` for savs).
     """
-    from superneurons.experiments._common import CACHE_DIR, Workspace
+    from superneurons.experiments._common import CACHE_DIR
+    from superneurons.experiments.workspace import Workspace
 
     exp = get_experiment(name)
     ds = as_datasets(probe, val, datasets)

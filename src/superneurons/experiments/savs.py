@@ -3,9 +3,10 @@ and the `savs` experiment: SAVs vs Super Neurons with the same N probing samples
 
 A SAV classifier, as described:
 1. Per attention head, the head's output at the last prompt position: the input of the decoder
-   layer's attention output projection (`self_attn.o_proj`, the concatenated heads before they
-   are mixed), split into heads `[H * hd] -> [H, hd]`. Captured by a forward pre-hook on
-   `o_proj`; the forward stops after the deepest layer needed (early exit, as SNs do).
+   layer's attention output projection (`VLM.attention_output`, `self_attn.o_proj` in Llama/Qwen
+   layers: the concatenated heads before they are mixed), split into heads `[H * hd] -> [H, hd]`.
+   Recorded by the trace (`record_inputs`); the forward stops after the deepest layer needed
+   (early exit, as SNs do).
 2. For every head, the mean output of each class ("no" = 0, "yes" = 1) over the probing set.
 3. A head answers by the nearest class mean in cosine similarity (a tie answers no). Heads are
    ranked by that accuracy on the probing set (ties: larger mean cosine margin towards the true
@@ -27,16 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from superneurons.aggregation import vote
+from superneurons.activations.trace import LayerTrace
 from superneurons.errors import DataError, ModelError
-from superneurons.experiments._common import (
-    Dataset,
-    ExperimentResult,
-    Workspace,
-    finish,
-    labels_of,
-    metric_row,
-)
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of, metric_row
+from superneurons.experiments.workspace import Workspace
+from superneurons.inference.aggregation import vote
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -48,22 +44,10 @@ NO, YES = 0, 1
 
 
 # ----------------------------------------------------------------------------- head outputs
-def output_projections(vlm: VLM) -> list[torch.nn.Module]:
-    """Each decoder layer's attention output projection (`layer.self_attn.o_proj`)."""
-    projs = []
-    for i, layer in enumerate(vlm.decoder_layers):
-        proj = getattr(getattr(layer, "self_attn", None), "o_proj", None)
-        if proj is None:
-            raise ModelError(f"decoder layer {i} of {type(vlm.model).__name__} has no self_attn.o_proj; SAVs "
-                             "need the attention output projection (Llama/Qwen-style layers)")
-        projs.append(proj)
-    return projs
-
-
 def head_layout(vlm: VLM) -> tuple[int, int]:
     """(number of attention heads H, head dim hd) of the language model's attention output."""
     heads = int(vlm.text_config.num_attention_heads)
-    width = int(output_projections(vlm)[0].in_features)
+    width = int(vlm.attention_output(0).in_features)
     if width % heads:
         raise ModelError(f"o_proj input width {width} is not a multiple of {heads} heads")
     return heads, width // heads
@@ -77,12 +61,9 @@ def head_outputs(vlm: VLM, samples: Sequence[Sample], layers: Sequence[int] | No
     LongTensor `[k, 2]` of (layer, head): `[N, k, hd]`, only those heads. The forward stops after
     the deepest layer needed.
     """
-    from superneurons.capture import LayerTrace
-
     if not samples:
         raise DataError("head_outputs() got no samples")
     n_heads, hd = head_layout(vlm)
-    projs = output_projections(vlm)
     if heads is not None:
         heads = torch.as_tensor(heads, dtype=torch.long).reshape(-1, 2)
         layers = sorted({int(v) for v in heads[:, 0]})
@@ -93,25 +74,14 @@ def head_outputs(vlm: VLM, samples: Sequence[Sample], layers: Sequence[int] | No
                         f"and heads 0..{n_heads - 1}")
     stop = layers[-1]
     out: list[Tensor] = []
-    got: dict[int, Tensor] = {}
-
-    def recorder(idx: int) -> Any:
-        def hook(module: Any, args: tuple[Any, ...]) -> None:
-            x = args[0][:, -1]  # [B, H * hd] at the last prompt position (batches are left padded)
-            got[idx] = x.detach().float().reshape(x.shape[0], n_heads, hd).cpu()
-
-        return hook
-
+    projs = {li: vlm.attention_output(li) for li in layers}
     for i in range(0, len(samples), batch_size):
         batch = vlm.prepare(samples[i:i + batch_size])
-        got.clear()
-        handles = [projs[li].register_forward_pre_hook(recorder(li)) for li in layers]
-        try:
-            with torch.inference_mode(), LayerTrace(vlm.decoder_layers, [stop], -1, stop_after=stop) as trace:
-                trace.run(vlm.model, **batch, use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
+        # inputs of o_proj at the last prompt position (batches are left padded): [B, H * hd]
+        with torch.inference_mode(), LayerTrace(vlm.decoder_layers, [], -1, stop_after=stop,
+                                                record_inputs=projs) as trace:
+            trace.run(vlm.model, **batch, use_cache=False)
+        got = {li: x.float().reshape(x.shape[0], n_heads, hd).cpu() for li, x in trace.inputs.items()}
         stacked = torch.stack([got[li] for li in layers], dim=1)  # [B, l, H, hd]
         if heads is not None:
             pos = torch.tensor([layers.index(int(v)) for v in heads[:, 0]])

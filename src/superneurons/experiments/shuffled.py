@@ -27,13 +27,11 @@ from superneurons.errors import DataError
 from superneurons.experiments._common import (
     Dataset,
     ExperimentResult,
-    Workspace,
-    _image_key,
     finish,
     labels_of,
     metric_row,
-    sn_predictions,
 )
+from superneurons.experiments.workspace import Workspace, image_key, sn_predictions
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -74,7 +72,7 @@ def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[S
     if mode not in MODES.values():
         raise DataError(f"shuffle mode {mode!r} is not image or question")
     n = len(samples)
-    imgs = [_image_key(s) for s in samples]
+    imgs = [image_key(s) for s in samples]
     qs = [s.question for s in samples]
     moved_key = imgs if mode == "image" else qs
     original = set(zip(imgs, qs, strict=True))
@@ -102,14 +100,14 @@ def shuffle_pairs(samples: Sequence[Sample], mode: str, seed: int = 0) -> list[S
 
 def pairs_kept(original: Sequence[Sample], shuffled: Sequence[Sample]) -> int:
     """How many samples of `shuffled` still hold their own (image, question) pair (0 after a shuffle)."""
-    return sum((_image_key(a), a.question) == (_image_key(b), b.question)
+    return sum((image_key(a), a.question) == (image_key(b), b.question)
                for a, b in zip(original, shuffled, strict=True))
 
 
 def pairs_in_original(original: Sequence[Sample], shuffled: Sequence[Sample]) -> int:
     """How many (image, question) pairs of `shuffled` occur anywhere in `original`."""
-    pairs = {(_image_key(s), s.question) for s in original}
-    return sum((_image_key(s), s.question) in pairs for s in shuffled)
+    pairs = {(image_key(s), s.question) for s in original}
+    return sum((image_key(s), s.question) in pairs for s in shuffled)
 
 
 def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None,

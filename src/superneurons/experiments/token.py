@@ -15,23 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
 
-from superneurons.capture import capture
+from superneurons.activations.extract import capture
 from superneurons.errors import DataError
-from superneurons.experiments._common import (
-    Dataset,
-    ExperimentResult,
-    Workspace,
-    finish,
-    labels_of,
-    metric_row,
-)
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of, metric_row
+from superneurons.experiments.workspace import Workspace
 
 if TYPE_CHECKING:
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import Sample
+    from superneurons.inference.classifier import SuperNeuronClassifier
 
 TOKENS: tuple[str, ...] = ("first", "last")
 
@@ -44,8 +37,7 @@ def answer(ws: Workspace, clf: SuperNeuronClassifier, samples: Sequence[Sample])
     acts = capture(ws.vlm, samples, token=clf.token, layers=clf.layers_needed,
                    exit_layer=clf.exit_layer if first else None, batch_size=ws.options.batch_size,
                    progress=False, max_new_tokens=ws.options.max_new_tokens)
-    pos = torch.tensor([clf.layers_needed.index(int(v)) for v in clf.sns.layers])
-    return clf.predict_from_acts(acts[:, pos, clf.sns.neurons]).preds
+    return clf.predict_from_acts(clf.sns.gather(acts)).preds
 
 
 def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None,

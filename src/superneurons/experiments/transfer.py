@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from superneurons.errors import DataError
-from superneurons.experiments._common import Dataset, ExperimentResult, Workspace, finish, labels_of
+from superneurons.experiments._common import Dataset, ExperimentResult, finish, labels_of
+from superneurons.experiments.workspace import Workspace
 
 
 def run(ws: Workspace, datasets: Sequence[Dataset], out_dir: str | Path | None = None) -> ExperimentResult:

@@ -1,102 +1,27 @@
-"""Model loading: `load_model(name_or_path)` -> `VLM`, one adapter per family.
+"""Models: `load_model(name_or_path)` -> `VLM`, one adapter per family, fingerprints, truncated loading.
 
     >>> vlm = load_model("llava-hf/llava-1.5-7b-hf")            # doctest: +SKIP
     >>> vlm.num_layers, vlm.hidden_size, vlm.prompt_template    # doctest: +SKIP
     (32, 4096, 'USER: <image>\\n{question} ASSISTANT:')
 
-Adapters are chosen by `config.model_type` (`llava`, `qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`);
-other image-text-to-text models load through the generic `auto` adapter.
+| module | owns |
+|---|---|
+| base.py | `VLM`: prompts, inputs, structure, tokens and the hooks a family overrides |
+| registry.py | adapters by `config.model_type`; unknown types take the generic `VLM` path |
+| loading.py | `load_model`, device and dtype resolution |
+| fingerprint.py | config hash + weight sketch, the one comparison (`same_fingerprint`) |
+| truncate.py | load only decoder layers 0..k from a safetensors checkpoint |
+| llava.py, qwen_vl.py | the families with dedicated adapters |
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from superneurons.errors import ModelError
-from superneurons.models import auto as _auto  # noqa: F401  (registers adapters)
-from superneurons.models import llava as _llava  # noqa: F401
+from superneurons.models import llava as _llava  # noqa: F401  (registers the adapter)
 from superneurons.models import qwen_vl as _qwen_vl  # noqa: F401
-from superneurons.models.base import VLM, adapter_names, config_fingerprint, get_adapter, register_adapter
+from superneurons.models.base import VLM, LayerReplay
+from superneurons.models.fingerprint import config_fingerprint, same_fingerprint, same_weights
+from superneurons.models.loading import load_model, resolve_device, resolve_dtype
+from superneurons.models.registry import adapter_names, get_adapter, register_adapter
 
-if TYPE_CHECKING:
-    import torch
-
-__all__ = ["VLM", "adapter_names", "config_fingerprint", "get_adapter", "load_model", "register_adapter",
-           "resolve_device", "resolve_dtype"]
-
-_DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps, else cpu."""
-    import torch
-
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"device {device!r} is not valid; use auto, cpu, cuda, cuda:0 or mps") from exc
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device, config: Any = None) -> torch.dtype:
-    """"auto" -> float32 on cpu; on an accelerator the checkpoint's dtype (bfloat16 if it has none)."""
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise ModelError(f"dtype {dtype!r} is not supported; use one of {', '.join(_DTYPES)}")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.type == "cpu":
-        return torch.float32
-    saved = getattr(config, "dtype", None) if config is not None else None
-    if isinstance(saved, str):
-        saved = getattr(torch, saved, None)
-    return saved if saved in (torch.float16, torch.bfloat16, torch.float32) else torch.bfloat16
-
-
-def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
-               adapter: str | None = None, max_layer: int | None = None, **from_pretrained_kwargs: Any) -> VLM:
-    """Load a VLM with `from_pretrained(name_or_path)` (hub id or local folder) and wrap it.
-
-    `adapter` forces a family by model type (e.g. "llava"); by default it is read from the
-    config. Extra keyword arguments go to `from_pretrained` (e.g. `revision`, `attn_implementation`,
-    `device_map="auto"` to spread a model larger than one GPU; `device` is then not applied).
-    `max_layer=k` builds the model with decoder layers 0..k only (no final norm, no LM head) and
-    reads only their weights from the safetensors checkpoint (see `superneurons.models.truncate`).
-    """
-    from transformers import AutoConfig
-
-    name_or_path = str(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a model config from {name_or_path!r} ({exc}); pass a hub id such as "
-                         "llava-hf/llava-1.5-7b-hf or a folder written by save_pretrained") from exc
-    model_type = adapter or config.model_type
-    cls = get_adapter(model_type, strict=adapter is not None)
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev, config)
-    try:
-        processor = cls.load_processor(config.model_type, name_or_path)
-        if max_layer is not None:
-            from superneurons.models.truncate import load_truncated_model, mark_truncated
-
-            model, report = load_truncated_model(name_or_path, max_layer, torch_dtype, dev, config=config,
-                                                 **from_pretrained_kwargs)
-            return mark_truncated(cls(model, processor, name_or_path=name_or_path), config, max_layer, report)
-        model = cls.load_weights(name_or_path, torch_dtype, **from_pretrained_kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load {name_or_path!r} as a {cls.family} model ({type(exc).__name__}: {exc})"
-                         "; check the id/folder and that it holds weights, config and processor files") from exc
-    if from_pretrained_kwargs.get("device_map") is None:  # a device map already placed the weights
-        model.to(dev)
-    return cls(model, processor, name_or_path=name_or_path)
+__all__ = ["VLM", "LayerReplay", "adapter_names", "config_fingerprint", "get_adapter", "load_model",
+           "register_adapter", "resolve_device", "resolve_dtype", "same_fingerprint", "same_weights"]

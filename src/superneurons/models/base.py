@@ -1,23 +1,33 @@
-"""The `VLM` wrapper every pipeline step codes against, and the adapter registry.
+"""The `VLM` wrapper every pipeline step codes against, with the hooks a model family overrides.
 
-A `VLM` holds a Hugging Face vision-language model, its processor and tokenizer, and knows the
-three things the Super Neurons method needs from a model family: how to build the prompt (the
-dataset question as the user turn with one image, chat template applied, generation prompt
-appended), where the language model's decoder layers are, and a fingerprint that activation
-stores and classifiers are checked against.
+A `VLM` holds a Hugging Face vision-language model, its processor and tokenizer. Everything the
+pipeline needs to know about a model family is a method or attribute here, so no module outside
+`superneurons.models` touches a family's internals:
 
-Family adapters (`llava.py`, `qwen_vl.py`, `auto.py`) subclass `VLM` and register themselves by
-`config.model_type` with `register_adapter`.
+- prompts: `messages`, `build_prompt`, `prompt_template` (the chat template with `{question}`);
+- inputs: `prepare(samples)` / `encode(texts, images)` (left padded, the forward's keys only);
+- structure: `decoder_layers`, `language_model`, `final_norm`, `lm_head`, `attention_output(i)`;
+- tokens: `yes_no_token_ids`, `yes_no_margin`, `media_token_ids`, `image_token_id`,
+  `count_image_tokens`;
+- resuming a stopped forward: `layer_replay()` (what the language model adds between layers,
+  e.g. Qwen3-VL's DeepStack features) and `layer_kwarg_batch_dim` (how a layer argument is
+  sliced by batch row);
+- prefix reuse: `multimodal_rope` / `rope_positions(enc)` (Qwen's 3-D positions of a prompt);
+- the fingerprint that stores and classifiers are checked against.
+
+The base class is also the generic adapter: `AutoModelForImageTextToText` + `AutoProcessor`,
+decoder layers at `model.model.language_model.layers` or `model.get_decoder().layers`. Family
+files (`llava.py`, `qwen_vl.py`) subclass it and register with `registry.register_adapter`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from superneurons.errors import ModelError
+from superneurons.models.fingerprint import config_fingerprint, weight_sketch
 
 if TYPE_CHECKING:
     import torch
@@ -28,110 +38,33 @@ if TYPE_CHECKING:
 QUESTION_FIELD = "{question}"
 YES_WORDS = ("yes", "Yes", "YES")
 NO_WORDS = ("no", "No", "NO")
-
-_ADAPTERS: dict[str, type[VLM]] = {}
-
-
-def register_adapter(*model_types: str) -> Callable[[type[VLM]], type[VLM]]:
-    """Class decorator: use this adapter for configs whose `model_type` is one of `model_types`."""
-
-    def deco(cls: type[VLM]) -> type[VLM]:
-        for mt in model_types:
-            _ADAPTERS[mt] = cls
-        return cls
-
-    return deco
-
-
-def adapter_names() -> list[str]:
-    """The model types with a dedicated adapter (others go through the generic `auto` adapter)."""
-    return sorted(_ADAPTERS)
-
-
-def get_adapter(model_type: str, strict: bool = False) -> type[VLM]:
-    """The adapter class for a `config.model_type`; unknown types fall back to the generic one.
-
-    With `strict=True` an unknown type raises a ModelError listing the known ones.
-    """
-    if model_type in _ADAPTERS:
-        return _ADAPTERS[model_type]
-    if strict:
-        raise ModelError(f"no adapter for model_type {model_type!r}; known: {', '.join(adapter_names())} "
-                         "(other image-text-to-text models load through the generic 'auto' adapter)")
-    from superneurons.models.auto import AutoVLM
-
-    return AutoVLM
-
-
-_VOLATILE_CONFIG_KEYS = frozenset({
-    "transformers_version", "_name_or_path", "name_or_path", "dtype", "torch_dtype", "_commit_hash",
-    "_attn_implementation", "_attn_implementation_autoset", "attn_implementation", "use_cache",
-    "output_hidden_states", "output_attentions", "return_dict"})
-
-
-def _stable(obj: Any) -> Any:
-    """The config dict without run-time fields (dtype, attention kernel, paths), at every depth."""
-    if isinstance(obj, dict):
-        return {k: _stable(v) for k, v in obj.items() if k not in _VOLATILE_CONFIG_KEYS}
-    if isinstance(obj, list | tuple):
-        return [_stable(v) for v in obj]
-    return obj
-
-
-def config_fingerprint(config: Any, num_layers: int, hidden_size: int) -> dict[str, Any]:
-    """architecture, sha256 of the config JSON (sorted keys, run-time fields dropped), L, D.
-
-    The same checkpoint loaded in another dtype or on another device has the same fingerprint.
-    `VLM` adds `weights` (a `weight_sketch`), compared with `same_weights`.
-    """
-    blob = json.dumps(_stable(config.to_dict()), sort_keys=True, default=str).encode()
-    archs = getattr(config, "architectures", None) or [type(config).__name__.replace("Config", "")]
-    return {"architecture": archs[0], "config_hash": hashlib.sha256(blob).hexdigest(),
-            "num_layers": int(num_layers), "hidden_size": int(hidden_size)}
-
-
 MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
                     "vision_end_token_id")
-SKETCH_BITS = 256
-SKETCH_TOLERANCE = 0.05  # fraction of differing bits still read as the same weights
+IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
 
 
-def weight_sketch(tensors: Sequence[torch.Tensor], bits: int = SKETCH_BITS) -> str | None:
-    """Signs of `bits` weights spread evenly over `tensors`, as hex; None if a tensor is not in memory.
+class LayerReplay:
+    """What a language model adds to the residual stream between decoder layers, beyond the layers
+    themselves; replayed when a stopped forward is resumed. The base adds nothing.
 
-    Why signs: casting a checkpoint to fp16 / bf16 or moving it to another device keeps them (up to
-    fp16 underflow of values below 6e-8), while another training run flips about half of them. So the
-    sketch tells a retrained checkpoint with the same config apart at the cost of reading `bits` values.
+    A family whose language model does more (Qwen3-VL's DeepStack) returns a subclass from
+    `VLM.layer_replay()` that records its inputs while the forward runs (a context manager) and
+    re-applies them in `apply(h, layer_idx)`.
     """
-    import torch
 
-    tensors = [t for t in tensors if t.is_floating_point() and t.numel() > 0]
-    if not tensors or any(t.device.type == "meta" for t in tensors):
+    def __enter__(self) -> LayerReplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         return None
-    per = max(1, bits // len(tensors))
-    with torch.no_grad():
-        signs = [(t.detach().reshape(-1)[torch.linspace(0, t.numel() - 1, per, device=t.device).long()] > 0).cpu()
-                 for t in tensors]
-    value = int("".join("1" if b else "0" for b in torch.cat(signs).tolist()), 2)
-    return f"{value:0{(per * len(tensors) + 3) // 4}x}"
 
+    def rows(self, idx: torch.Tensor) -> LayerReplay:
+        """The replay of batch rows `idx` (ascending) only."""
+        return self
 
-def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two fingerprints' weight sketches agree (True when either has none, as older artifacts)."""
-    sa, sb = a.get("weights"), b.get("weights")
-    if not sa or not sb:
-        return True
-    if len(sa) != len(sb):
-        return False
-    return bin(int(sa, 16) ^ int(sb, 16)).count("1") <= SKETCH_TOLERANCE * len(sa) * 4
-
-
-def same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two fingerprints name the same model: every field equal, the weight sketch by `same_weights`."""
-    def rest(fp: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in fp.items() if k != "weights"}
-
-    return rest(a) == rest(b) and same_weights(a, b)
+    def apply(self, h: torch.Tensor, layer_idx: int) -> torch.Tensor:
+        """The hidden state the next layer reads after decoder layer `layer_idx` produced `h`."""
+        return h
 
 
 class VLM:
@@ -143,6 +76,9 @@ class VLM:
     """
 
     family: ClassVar[str] = "auto"
+    #: positions are computed from the whole prompt (multimodal RoPE): a suffix run after a cached
+    #: prefix needs `rope_positions`
+    multimodal_rope: ClassVar[bool] = False
 
     @classmethod
     def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
@@ -192,18 +128,23 @@ class VLM:
             return lm
         return self.model.get_decoder()
 
-    def media_token_ids(self) -> list[int]:
-        """Ids of the image / video placeholder tokens: a generated one would be read as an image slot
-        by the next forward over prompt + answer, so generation must never emit them."""
-        cfg = self.model.config
-        ids = {getattr(cfg, k, None) for k in MEDIA_TOKEN_KEYS}
-        return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+    @property
+    def final_norm(self) -> torch.nn.Module:
+        """The norm after the last decoder layer (before the LM head)."""
+        return self.language_model.norm
 
-    def weight_sketch(self) -> str | None:
-        """`weight_sketch` of the input embeddings and the first decoder layer's matrices (both kept
-        by truncated loads, so a truncated model has the full checkpoint's sketch)."""
-        layer0 = [p for _, p in sorted(self.decoder_layers[0].named_parameters()) if p.dim() >= 2]
-        return weight_sketch([self.model.get_input_embeddings().weight, *layer0])
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        """The output projection to the vocabulary."""
+        return self.model.get_output_embeddings()
+
+    def attention_output(self, layer_idx: int) -> torch.nn.Module:
+        """Decoder layer `layer_idx`'s attention output projection (its input: the heads, unmixed)."""
+        proj = getattr(getattr(self.decoder_layers[layer_idx], "self_attn", None), "o_proj", None)
+        if proj is None:
+            raise ModelError(f"decoder layer {layer_idx} of {type(self.model).__name__} has no self_attn.o_proj; "
+                             "override VLM.attention_output in this family's adapter (superneurons/models/)")
+        return proj
 
     def _find_decoder_layers(self) -> torch.nn.ModuleList:
         layers = getattr(self.language_model, "layers", None)
@@ -221,18 +162,80 @@ class VLM:
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
+    def weight_sketch(self) -> str | None:
+        """`weight_sketch` of the input embeddings and the first decoder layer's matrices (both kept
+        by truncated loads, so a truncated model has the full checkpoint's sketch)."""
+        layer0 = [p for _, p in sorted(self.decoder_layers[0].named_parameters()) if p.dim() >= 2]
+        return weight_sketch([self.model.get_input_embeddings().weight, *layer0])
+
+    # ---- tokens ----------------------------------------------------------------------------
+    def media_token_ids(self) -> list[int]:
+        """Ids of the image / video placeholder tokens: a generated one would be read as an image slot
+        by the next forward over prompt + answer, so generation must never emit them."""
+        cfg = self.model.config
+        ids = {getattr(cfg, k, None) for k in MEDIA_TOKEN_KEYS}
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    def image_token(self) -> str | None:
+        """The image placeholder as it appears in prompts (e.g. `<image>`), if the processor says."""
+        tok = getattr(self.processor, "image_token", None)
+        return tok if isinstance(tok, str) and tok else None
+
+    def image_token_id(self) -> int | None:
+        """The id of the image placeholder token, from the config or the processor; None if unknown."""
+        for name in IMAGE_TOKEN_KEYS:
+            value = getattr(self.model.config, name, None)
+            if isinstance(value, int):
+                return value
+        tok = self.image_token()
+        return self.tokenizer.convert_tokens_to_ids(tok) if tok else None
+
+    def count_image_tokens(self, input_ids: torch.Tensor) -> int:
+        """Image placeholder tokens in the first row of `input_ids` (0 if the id is unknown)."""
+        tok = self.image_token_id()
+        return 0 if tok is None else int((input_ids[0] == tok).sum())
+
+    def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids that start a "yes" / "no" answer (several casings, with and without a space)."""
+        yes: list[int] = []
+        no: list[int] = []
+        unk = self.tokenizer.unk_token_id
+        for words, out in ((YES_WORDS, yes), (NO_WORDS, no)):
+            for w in words:
+                for variant in (w, " " + w):
+                    ids = self.tokenizer.encode(variant, add_special_tokens=False)
+                    if ids and ids[0] != unk and ids[0] not in out:
+                        out.append(ids[0])
+        if not yes or not no or set(yes) & set(no):
+            raise ModelError(f"{self.name_or_path}: cannot find distinct yes/no tokens in the tokenizer")
+        return yes, no
+
+    def yes_no_margin(self, logits: torch.Tensor) -> torch.Tensor:
+        """float32 [B] of first-answer-token `logits` [B, V]: logsumexp over the yes-token variants minus
+        logsumexp over the no-token variants (their pooled unnormalised probabilities; > 0 leans yes)."""
+        import torch
+
+        yes, no = self.yes_no_token_ids()
+        logits = logits.float()
+        return torch.logsumexp(logits[:, yes], dim=1) - torch.logsumexp(logits[:, no], dim=1)
+
     # ---- prompts ---------------------------------------------------------------------------
     def messages(self, question: str) -> list[dict[str, Any]]:
         """The chat: one user turn with an image and the dataset's question (paper Tab. 1 prompts)."""
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
-    def build_prompt(self, question: str) -> str:
-        """The prompt string: chat template applied, generation prompt appended."""
+    def chat_template_owner(self) -> Any:
+        """The processor or tokenizer that holds the chat template; a ModelError if neither does."""
         owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
         if not getattr(owner, "chat_template", None):
             raise ModelError(f"{self.name_or_path}: the processor has no chat template; save one with the "
                              "processor (chat_template.jinja) or use an instruction-tuned checkpoint")
-        return owner.apply_chat_template(self.messages(question), add_generation_prompt=True, tokenize=False)
+        return owner
+
+    def build_prompt(self, question: str) -> str:
+        """The prompt string: chat template applied, generation prompt appended."""
+        return self.chat_template_owner().apply_chat_template(self.messages(question), add_generation_prompt=True,
+                                                              tokenize=False)
 
     def processor_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for the processor call (family-specific)."""
@@ -264,24 +267,24 @@ class VLM:
 
     def forward_keys(self) -> set[str]:
         """Names of the model's `forward` parameters (the processor may return extra keys)."""
-        import inspect
-
         return set(inspect.signature(self.model.forward).parameters)
 
-    def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
-        """Token ids that start a "yes" / "no" answer (several casings, with and without a space)."""
-        yes: list[int] = []
-        no: list[int] = []
-        unk = self.tokenizer.unk_token_id
-        for words, out in ((YES_WORDS, yes), (NO_WORDS, no)):
-            for w in words:
-                for variant in (w, " " + w):
-                    ids = self.tokenizer.encode(variant, add_special_tokens=False)
-                    if ids and ids[0] != unk and ids[0] not in out:
-                        out.append(ids[0])
-        if not yes or not no or set(yes) & set(no):
-            raise ModelError(f"{self.name_or_path}: cannot find distinct yes/no tokens in the tokenizer")
-        return yes, no
+    # ---- resuming a stopped forward, prefix reuse --------------------------------------------
+    def layer_replay(self) -> LayerReplay:
+        """A fresh `LayerReplay` for one forward (the base: nothing to replay)."""
+        return LayerReplay()
+
+    def layer_kwarg_batch_dim(self, name: str, value: torch.Tensor) -> int:
+        """The batch axis of a tensor the language model passes to its decoder layers: 0 (batch first),
+        except 3-D multimodal RoPE positions (`position_ids` [3|4, B, S], `position_embeddings`
+        [3|4, B, S, d], as Qwen-VL and GLM-4V pass them), whose batch axis is 1."""
+        if (name == "position_ids" and value.dim() == 3) or (name == "position_embeddings" and value.dim() == 4):
+            return 1
+        return 0
+
+    def rope_positions(self, enc: Any) -> torch.Tensor | None:
+        """Position ids of a prepared batch when `multimodal_rope` (else None, positions are 0..S-1)."""
+        return None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.name_or_path!r}, layers={self.num_layers}, "

@@ -11,7 +11,8 @@ Prompt (llava-hf chat template): `USER: <image>\\n{question} ASSISTANT:`.
 
 from __future__ import annotations
 
-from superneurons.models.base import VLM, register_adapter
+from superneurons.models.base import VLM
+from superneurons.models.registry import register_adapter
 
 
 @register_adapter("llava")

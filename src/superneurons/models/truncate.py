@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.errors import ModelError
+from superneurons.models.fingerprint import config_fingerprint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -55,7 +55,6 @@ SINGLE_NAME = "model.safetensors"
 #: from_pretrained keyword arguments the truncated loader understands (hub access, attention kernel).
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
 SUPPORTED_KWARGS = (*HUB_KWARGS, "attn_implementation")
-_LAYER_RE = re.compile(r"\blayers\.(\d+)\.")
 
 
 @dataclass
@@ -95,12 +94,6 @@ class RemovedModule(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"removed {self.what}, truncated after layer {self.max_layer}"
-
-
-def layer_index(key: str) -> int | None:
-    """The decoder-layer index in a parameter/checkpoint key (`...layers.12.mlp...` -> 12), else None."""
-    m = _LAYER_RE.search(key)
-    return int(m.group(1)) if m else None
 
 
 def truncated_config(config: Any, max_layer: int) -> Any:
@@ -310,8 +303,6 @@ def mark_truncated(vlm: VLM, full_config: Any, max_layer: int, report: LoadRepor
     Sets `vlm.max_layer` (k), `vlm.full_num_layers` (the checkpoint's decoder depth),
     `vlm.load_report` and `vlm.fingerprint` (of the full config, so artifacts stay compatible).
     """
-    from superneurons.models.base import config_fingerprint
-
     text = full_config.get_text_config(decoder=True) if hasattr(full_config, "get_text_config") else full_config
     vlm.max_layer = max_layer  # type: ignore[attr-defined]
     vlm.full_num_layers = int(text.num_hidden_layers)  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@
   metric (Tab. 1), the paper's SNt sweep and the chosen SNt (Tab. 2), AR@SNt over a wider SNt
   range (Fig. 4), the neurons beating the model per layer and where they are (Fig. 3b, App.
   Fig. 1), the alpha sweep (Fig. 3a) and an early-exit SN set restricted to layers <= a cap.
-Alg. 2 on the validation set is `superneurons.evaluate.evaluate` (with the cached generation passed
+Alg. 2 on the validation set is `superneurons.evaluation.compare` (with the cached generation passed
 as `generated=`).
 
 A neuron "beats the model" when its probe accuracy is strictly above the accuracy of the model's
@@ -15,23 +15,19 @@ generated answers on the same samples (as `superneurons.experiments.overlap.beat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from superneurons.config import ScoreConfig, SelectConfig
+from superneurons.constants import SNT_DEPTH, SNT_STEP
 from superneurons.errors import DataError
-from superneurons.metrics import METRICS, binary_metrics
-from superneurons.scoring import DEFAULT_ALPHAS, alpha_sweep, probe_neurons
-from superneurons.selection import (
-    DEFAULT_DEPTH,
-    DEFAULT_STEP,
-    SuperNeurons,
-    choose_snt,
-    select_super_neurons,
-    snt_candidates,
-    snt_sweep,
-)
+from superneurons.scoring.metrics import binary_metrics
+from superneurons.scoring.neurons import DEFAULT_ALPHAS, alpha_sweep
+from superneurons.selection.driver import best_single, fit
+from superneurons.selection.sets import SuperNeurons
+from superneurons.selection.sweep import NoSuperNeurons, snt_candidates, snt_sweep
 
 #: how far below the best neuron the AR@SNt curve (Fig. 4) goes, in score units
 AR_SPAN = 0.25
@@ -48,20 +44,15 @@ class ProbeAnalysis:
     early: SuperNeurons | None
 
 
-def _neuron_row(scores: dict[str, torch.Tensor], layer_ids: Sequence[int], sns: SuperNeurons) -> dict[str, Any]:
-    layer, neuron = int(sns.layers[0]), int(sns.neurons[0])
-    row = list(layer_ids).index(layer)
-    return {"layer": layer, "neuron": neuron, **{m: float(scores[m][row, neuron]) for m in METRICS}}
-
-
 def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | Sequence[int] | None = None, *,
-                  alpha: float = 0.0, step: float = DEFAULT_STEP, depth: float = DEFAULT_DEPTH,
+                  alpha: float = 0.0, step: float = SNT_STEP, depth: float = SNT_DEPTH,
                   choose_by: str = CHOOSE_BY, early_max_layer: int | None = 2, ar_span: float = AR_SPAN,
                   alphas: Sequence[float] = DEFAULT_ALPHAS) -> ProbeAnalysis:
-    """Alg. 1 and the probe-set figures for one family (see the module docstring).
+    """Alg. 1 (`selection.fit`) and the probe-set figures for one family (see the module docstring).
 
     `acts` is an activation store or a `Tensor[N, L, D]`; `labels` (1/0 per sample) default to
     the store's; `model_preds` are the model's parsed answers (1/0) on the same samples, in order.
+    The early-exit set is None when no neuron in layers <= `early_max_layer` passes the sweep.
     """
     if labels is None:
         if not hasattr(acts, "labels"):
@@ -72,16 +63,14 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
     if preds.numel() != y.numel():
         raise DataError(f"{preds.numel()} model answers for {y.numel()} probe samples; answer every sample")
     model = binary_metrics(preds, y)
-    probe = probe_neurons(acts, y, alpha, METRICS, keep_metric=METRIC, keep_within=max(ar_span, depth))
-    scores = probe.scores
+    score = ScoreConfig(alpha=alpha)
+    sel = SelectConfig(metric=METRIC, step=step, depth=depth, choose_by=choose_by)
+    found = fit(acts, sel, score, labels=y, model_preds=preds, keep_within=ar_span)
+    scores = found.probe.scores
     layer_ids = scores.layers
-    best_sn = {m: _neuron_row(scores, layer_ids, select_super_neurons(scores, metric=m, top_k=1))
-               for m in (METRIC, "f1")}
-    sweep = snt_sweep(probe, metric=METRIC, step=step, depth=depth, model_preds=preds)
-    chosen = choose_snt(sweep, by=choose_by)
-    sns = select_super_neurons(scores, metric=METRIC, snt=chosen["snt"])
+    best_sn = {m: best_single(scores, m) for m in (METRIC, "f1")}
     best = float(scores[METRIC].max())
-    ar_curve = snt_sweep(probe, metric=METRIC, snts=snt_candidates(best, step, ar_span), model_preds=preds)
+    ar_curve = snt_sweep(found.probe, metric=METRIC, snts=snt_candidates(best, step, ar_span), model_preds=preds)
     beats = scores[METRIC] > model["accuracy"]  # [L, D]
     li, di = beats.nonzero(as_tuple=True)
     n_layers = max(layer_ids) + 1
@@ -89,7 +78,7 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
     for row, count in enumerate(beats.sum(dim=1).tolist()):
         per_layer[layer_ids[row]] = int(count)
     summary: dict[str, Any] = {
-        "n": int(y.numel()), "model": model, "best_sn": best_sn, "sweep": sweep, "chosen": chosen,
+        "n": int(y.numel()), "model": model, "best_sn": best_sn, "sweep": found.sweep, "chosen": found.chosen,
         "ar_curve": [{k: r.get(k) for k in ("snt", "k", "exit_layer", "ar", "vote_accuracy", "mean_accuracy")}
                      for r in ar_curve],
         "beating": {"count": int(beats.sum()), "per_layer": per_layer,
@@ -99,16 +88,15 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
     }
     early = None
     if early_max_layer is not None and early_max_layer < max(layer_ids):
-        probe_e = probe_neurons(acts, y, alpha, METRICS, max_layer=early_max_layer, keep_metric=METRIC,
-                                keep_within=depth)
-        sweep_e = snt_sweep(probe_e, metric=METRIC, step=step, depth=depth, max_layer=early_max_layer,
-                            model_preds=preds)
-        if any(r.get("k") for r in sweep_e):
-            chosen_e = choose_snt(sweep_e, by=choose_by)
-            early = select_super_neurons(probe_e.scores, metric=METRIC, snt=chosen_e["snt"],
-                                         max_layer=early_max_layer)
-            summary["early"] = {"max_layer": early_max_layer, "sweep": sweep_e, "chosen": chosen_e}
-    return ProbeAnalysis(summary=summary, sns=sns, early=early)
+        sel_e = replace(sel, max_layer=early_max_layer)
+        try:
+            found_e = fit(acts, sel_e, score, labels=y, model_preds=preds)
+        except NoSuperNeurons:
+            found_e = None
+        if found_e is not None:
+            early = found_e.sns
+            summary["early"] = {"max_layer": early_max_layer, "sweep": found_e.sweep, "chosen": found_e.chosen}
+    return ProbeAnalysis(summary=summary, sns=found.sns, early=early)
 
 
 def families_matching_model(results: dict[str, Any]) -> list[str]:

@@ -14,14 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from superneurons.constants import FIGURE_DIR, REPORT_HTML, REPORT_MD, RESULTS_JSON
 from superneurons.report import figures as F
 from superneurons.report.analysis import families_matching_model
-from superneurons.report.document import FIGURE_DIR, Bullets, Document, Figure, Section, SimpleTable
-from superneurons.report.html import REPORT_HTML, write_html
+from superneurons.report.document import Bullets, Document, Figure, Section, SimpleTable
+from superneurons.report.html import write_html
 from superneurons.report.tables import bench_table, family_label, table1, table2, table5
-
-REPORT_MD = "report.md"
-RESULTS_JSON = "results.json"
 
 
 def _pct(v: float | None) -> str:

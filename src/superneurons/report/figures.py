@@ -24,21 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from superneurons.errors import SuperNeuronsError
 from superneurons.report.document import Figure
+from superneurons.utils.optional import require_matplotlib
 
-REPORT_EXTRA = "pip install superneurons[report]"
 DPI = 110
 _NCOLS = 4
-
-
-def require_matplotlib() -> Any:
-    """Import matplotlib's `Figure` class, or raise naming the pip extra."""
-    try:
-        from matplotlib.figure import Figure as MplFigure
-    except ImportError:
-        raise SuperNeuronsError(f"the report's plots need matplotlib: {REPORT_EXTRA}") from None
-    return MplFigure
 
 
 def _new(width: float, height: float, nrows: int = 1, ncols: int = 1) -> tuple[Any, Any]:

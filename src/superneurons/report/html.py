@@ -15,8 +15,6 @@ from pathlib import Path
 from superneurons.report.document import Bullets, Document, Figure, SimpleTable, inline_html
 from superneurons.report.tables import Table
 
-REPORT_HTML = "report.html"
-
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1180px;
        padding: 1.5em 2em 4em; color: #1d1d1f; line-height: 1.45; }

@@ -2,7 +2,7 @@
 
 One formula for every caller: `metrics_from_counts` turns confusion counts into accuracy,
 precision, recall and F1 and is used both per neuron (on tensors of counts, see
-`superneurons.scoring`) and on a method's final predictions (`binary_metrics`). Undefined ratios
+`superneurons.scoring.neurons`) and on a method's final predictions (`binary_metrics`). Undefined ratios
 (no "yes" prediction, no positive label) are 0, never NaN.
 
 Predictions are 1 (yes), 0 (no) or -1 (unparsed: a generated answer the strict parser could not
@@ -20,8 +20,7 @@ from torch import Tensor
 
 from superneurons.errors import DataError
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1")
-UNPARSED = -1
+UNPARSED = -1  #: a generated answer the strict parser could not read
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:

@@ -146,15 +146,15 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
     """
     import torch
 
-    from superneurons import __version__
+    from superneurons.constants import __version__
     from superneurons.data.samples import load_samples
-    from superneurons.experiments import ExperimentOptions, Workspace
-    from superneurons.experiments._common import CACHE_DIR
+    from superneurons.experiments._common import CACHE_DIR, ExperimentOptions
+    from superneurons.experiments.workspace import Workspace
     from superneurons.models import load_model
     from superneurons.report.build import write_report
-    from superneurons.report.figures import require_matplotlib
     from superneurons.synth import generate_benchmark
     from superneurons.synth.generate import check_families
+    from superneurons.utils.optional import require_matplotlib
 
     require_matplotlib()
     experiments = experiments or ("core" if quick else "all")
@@ -222,7 +222,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
                     results["figures"]["cascade"] = results["cascade"]["figure"]
         if bench:
             with steps.step("bench", f"runtime comparison on {t5}"):
-                from superneurons.bench import run_bench
+                from superneurons.evaluation.bench import run_bench
 
                 sets = [c for c in clfs[t5] if c is not None]
                 res = run_bench(vlm, data[t5][1], classifiers=sets, exit_layers=[1] if vlm.num_layers > 2 else [],
@@ -243,8 +243,8 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, model: str
 def _run_family(vlm: Any, ws: Any, f: str, probe: list[Sample], val: list[Sample], out: Path, steps: _Steps,
                 tag: str, early_max_layer: int, batch_size: int) -> tuple[dict[str, Any], tuple[Any, Any]]:
     """One family: Alg. 1 on the probing set (classifiers saved), Alg. 2 + baselines on validation."""
-    from superneurons.classifier import SuperNeuronClassifier
-    from superneurons.evaluate import evaluate
+    from superneurons.evaluation.compare import evaluate
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.report.analysis import analyse_probe
 
     with steps.step(f"{f}/probe", f"{tag}: probing {len(probe)} samples (activations + model answers)"):
@@ -317,12 +317,12 @@ def _overlap_fallback(ws: Any, data: dict[str, tuple[list[Sample], list[Sample]]
 
 def _run_cascade(clf: Any, vlm: Any, val: Sequence[Sample], out: Path, quick: bool, batch_size: int) -> dict[str, Any]:
     """The cascade sweep on one family's validation set, with its figure; errors are recorded."""
-    from superneurons.report.document import FIGURE_DIR
+    from superneurons.constants import FIGURE_DIR
 
     margins = QUICK_CASCADE_MARGINS if quick else CASCADE_MARGINS
     record: dict[str, Any] = {"margins": list(margins), "family": clf.meta.get("family")}
     try:
-        from superneurons.cascade import cascade_sweep
+        from superneurons.evaluation.cascade_sweep import cascade_sweep
         from superneurons.report.cascade_plot import plot_cascade
 
         rows = cascade_sweep(clf, vlm, val, margins=margins, batch_size=batch_size)

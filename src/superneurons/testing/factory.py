@@ -96,7 +96,7 @@ def _save(model: Any, processor: Any, path: Path) -> Path:
 def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vision_hidden: int = 32,
                     image_size: int = 28, patch_size: int = 14, vision_layers: int = 2, heads: int = 4,
                     seed: int = 0, dtype: str = "float32", **overrides: Any) -> Path:
-    """Build a random `LlavaForConditionalGeneration` (Llama text, CLIP vision) and save it to `path`.
+    """Build a random LLaVA (Llama text, CLIP vision) from a `LlavaConfig` and save it to `path`.
 
     `overrides` are merged into the `LlavaConfig` dict (nested dicts for `text_config` /
     `vision_config`), e.g. LLaVA-1.5-7B's sizes for a benchmark:
@@ -105,7 +105,7 @@ def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vi
     The vocabulary grows to `text_config.vocab_size` if that is larger than the tokenizer's.
     """
     import torch
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import AutoModelForImageTextToText, CLIPImageProcessorPil, LlavaConfig, LlavaProcessor
 
     path = Path(path)
     tok = build_tokenizer(LLAVA_SPECIALS, pad="<pad>", eos="</s>", bos="<s>", chat_template=LLAVA_CHAT_TEMPLATE)
@@ -127,7 +127,7 @@ def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vi
     cfg["text_config"]["vocab_size"] = max(cfg["text_config"]["vocab_size"], len(tok))
     config = LlavaConfig(**cfg)
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
+    model = AutoModelForImageTextToText.from_config(config).to(getattr(torch, dtype)).eval()
     vc = config.vision_config
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": vc.image_size},
                                             crop_size={"height": vc.image_size, "width": vc.image_size})
@@ -168,20 +168,20 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     merge = 2
     vision: dict[str, Any]
     if version == "qwen2_vl":
-        model_cls, proc_cls = tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLProcessor
+        proc_cls = tf.Qwen2VLProcessor
         config_cls = tf.Qwen2VLConfig
         vision = {"depth": vision_layers, "embed_dim": vision_hidden, "hidden_size": hidden,
                   "num_heads": max(1, vision_hidden // 16), "mlp_ratio": 2, "patch_size": patch_size,
                   "spatial_merge_size": merge, "temporal_patch_size": 2}
     elif version == "qwen2_5_vl":
-        model_cls, proc_cls = tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLProcessor
+        proc_cls = tf.Qwen2_5_VLProcessor
         config_cls = tf.Qwen2_5_VLConfig
         vision = {"depth": vision_layers, "hidden_size": vision_hidden, "out_hidden_size": hidden,
                   "intermediate_size": 2 * vision_hidden, "num_heads": max(1, vision_hidden // 16),
                   "patch_size": patch_size, "spatial_merge_size": merge, "temporal_patch_size": 2,
                   "window_size": 2 * patch_size * merge, "fullatt_block_indexes": [vision_layers - 1]}
     elif version == "qwen3_vl":
-        model_cls, proc_cls = tf.Qwen3VLForConditionalGeneration, tf.Qwen3VLProcessor
+        proc_cls = tf.Qwen3VLProcessor
         config_cls = tf.Qwen3VLConfig
         text["head_dim"] = head_dim
         vision = {"depth": vision_layers, "hidden_size": vision_hidden, "out_hidden_size": hidden,
@@ -198,7 +198,7 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     cfg["text_config"]["vocab_size"] = max(cfg["text_config"]["vocab_size"], len(tok))
     config = config_cls(**cfg)
     torch.manual_seed(seed)
-    model = model_cls(config).to(getattr(torch, dtype)).eval()
+    model = tf.AutoModelForImageTextToText.from_config(config).to(getattr(torch, dtype)).eval()
     pixels = image_size * image_size
     image_processor = tf.Qwen2VLImageProcessorPil(
         min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge, temporal_patch_size=2,

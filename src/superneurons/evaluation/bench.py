@@ -7,12 +7,12 @@ hits every method alike:
   if every row has emitted EOS),
 - `generate_1`: `generate(max_new_tokens=1)`,
 - `prefill`: one full forward (all decoder layers, final norm, LM head at the last position),
-- `bare_exit_L{k}`: the physical limit of early exit: a bare forward hook that raises right after
-  decoder layer k (vision tower, projector, embeddings and k+1 decoder layers, nothing else),
-  written here independently of the library,
+- `bare_exit_L{k}`: the physical limit of early exit: a forward that stops right after decoder
+  layer k and records nothing (vision tower, projector, embeddings and k+1 decoder layers, nothing
+  else): a `LayerTrace` with no recorded layer,
 - `sn_L{k}`: the library's SN inference through its public API on the same prepared batch:
   `capture.run_prefill` (hooks on the SN layers, early exit at L* = k), reading the K SN scalars
-  and `SuperNeuronClassifier.predict_from_acts` (aggregation),
+  (`SuperNeurons.gather`) and `SuperNeuronClassifier.predict_from_acts` (aggregation),
 - `sn_e2e_L{k}`: `SuperNeuronClassifier.predict(vlm, samples)`: the same plus input preparation
   (image decoding and the processor), which is also timed alone as `prepare`.
 
@@ -27,7 +27,6 @@ requested exit layer. Layers are 0-based: L* = 1 runs two decoder layers.
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -36,18 +35,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from superneurons.activations.prefill import greedy_generate, real_tokens, run_prefill
+from superneurons.activations.trace import LayerTrace
+from superneurons.constants import MAX_NEW_TOKENS
 from superneurons.errors import DataError
+from superneurons.inference.classifier import SuperNeuronClassifier
+from superneurons.selection.sets import SuperNeurons
+from superneurons.utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
 
-MAX_NEW_TOKENS = 128  # paper Sec. 4.2
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_REPEATS = 3
 DEFAULT_K = 16
-BENCH_FILE = "bench.json"
 
 
 @dataclass
@@ -123,9 +125,6 @@ def timing_classifier(vlm: VLM, exit_layer: int, k: int = DEFAULT_K) -> SuperNeu
     The cost of SN inference is the forward up to L* plus reading K scalars; which K does not
     matter, so this stands in for a probed set when timing a model without one.
     """
-    from superneurons.classifier import SuperNeuronClassifier
-    from superneurons.selection import SuperNeurons
-
     if not 0 <= exit_layer < vlm.num_layers:
         raise DataError(f"exit layer {exit_layer} is outside the model's layers 0..{vlm.num_layers - 1}")
     k = max(1, min(k, vlm.hidden_size))
@@ -137,40 +136,10 @@ def timing_classifier(vlm: VLM, exit_layer: int, k: int = DEFAULT_K) -> SuperNeu
                                  aggregation="vote", model=vlm.name_or_path, meta={"timing_only": True})
 
 
-class _BareExit(Exception):
-    """Raised by the bare benchmark hook to stop the forward."""
-
-
 def _bare_exit(vlm: VLM, batch: dict[str, Any], layer: int) -> None:
-    """The physical limit: a forward that stops right after decoder layer `layer`."""
-
-    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-        raise _BareExit
-
-    handle = vlm.decoder_layers[layer].register_forward_hook(hook)
-    try:
-        vlm.model(**batch, use_cache=False)
-    except _BareExit:
-        pass
-    finally:
-        handle.remove()
-
-
-def _count_new_tokens(vlm: VLM, new: torch.Tensor) -> float:
-    """Mean generated tokens per row, up to and including the first EOS."""
-    eos = vlm.model.generation_config.eos_token_id
-    eos_ids = torch.tensor(eos if isinstance(eos, list) else [] if eos is None else [eos], device=new.device)
-    is_eos = torch.isin(new, eos_ids)
-    after = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
-    return float((~after).sum(dim=1).float().mean())
-
-
-def _image_tokens(vlm: VLM, input_ids: torch.Tensor) -> int:
-    cfg = vlm.model.config
-    tok = getattr(cfg, "image_token_id", None)
-    if tok is None:
-        tok = getattr(cfg, "image_token_index", None)
-    return 0 if tok is None else int((input_ids[0] == tok).sum())
+    """The physical limit: a forward that stops right after decoder layer `layer`, recording nothing."""
+    with LayerTrace(vlm.decoder_layers, record=[], stop_after=layer) as trace:
+        trace.run(vlm.model, **batch, use_cache=False)
 
 
 def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNeuronClassifier] = (),
@@ -183,8 +152,6 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
     covers gets a `timing_classifier` of `k` neurons. `generate=False` skips both generate rows.
     Each method runs `warmup` times untimed, then `repeats` times, interleaved across methods.
     """
-    from superneurons.capture import run_prefill
-
     if not samples:
         raise DataError("run_bench() got no samples; pass at least one")
     if batch_size < 1 or repeats < 1 or warmup < 0:
@@ -200,24 +167,19 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
         if layer not in sets:
             sets[layer] = timing_classifier(vlm, layer, k)
     batch = vlm.prepare(chunk)
-    keep_one = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(vlm.model.forward).parameters else {}
-    pad = vlm.tokenizer.pad_token_id
+    keep_one = {"logits_to_keep": 1} if "logits_to_keep" in vlm.forward_keys() else {}
     new_tokens: dict[str, list[float]] = {}
 
     def gen(n: int) -> Callable[[], None]:
         def run() -> None:
-            out = vlm.model.generate(**batch, max_new_tokens=n, do_sample=False, num_beams=1, temperature=None,
-                                     top_p=None, top_k=None, pad_token_id=pad)
-            new_tokens.setdefault(f"generate_{n}", []).append(_count_new_tokens(vlm, out[:, batch["input_ids"].shape[1]:]))
+            new = greedy_generate(vlm, batch, n)
+            new_tokens.setdefault(f"generate_{n}", []).append(float(real_tokens(vlm, new).sum(dim=1).float().mean()))
         return run
 
     def sn_library(clf: SuperNeuronClassifier) -> Callable[[], None]:
-        needed = clf.layers_needed
-        pos = torch.tensor([needed.index(int(v)) for v in clf.sns.layers])
-
         def run() -> None:
-            acts = run_prefill(vlm, batch, needed, clf.exit_layer)
-            clf.predict_from_acts(acts[:, pos, clf.sns.neurons].float())
+            acts = run_prefill(vlm, batch, clf.layers_needed, clf.exit_layer)
+            clf.predict_from_acts(clf.sns.gather(acts).float())
         return run
 
     methods: list[tuple[BenchRow, Callable[[], None]]] = []
@@ -244,40 +206,23 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
                         lambda clf=clf: clf.predict(vlm, chunk, batch_size=b)))
 
     total = (warmup + repeats) * len(methods)
-    bar, task = _progress(progress, total)
-    try:
-        with torch.inference_mode():
-            for r in range(warmup + repeats):
-                for row, fn in methods:
-                    t0 = time.perf_counter()
-                    fn()
-                    dt = time.perf_counter() - t0
-                    if r >= warmup:
-                        row.runs.append(dt)
-                    if bar is not None:
-                        bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+    with progress_bar("bench (interleaved runs)", total, enabled=progress) as advance, torch.inference_mode():
+        for r in range(warmup + repeats):
+            for row, fn in methods:
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                if r >= warmup:
+                    row.runs.append(dt)
+                advance(1)
     for row, _ in methods:
         row.seconds_per_sample = statistics.median(row.runs) / b
         if row.key in new_tokens:
             row.new_tokens = statistics.mean(new_tokens[row.key])
     res = BenchResult(model_name=vlm.name_or_path, num_layers=L, hidden_size=vlm.hidden_size, batch_size=b,
-                      prompt_tokens=int(batch["input_ids"].shape[1]), image_tokens=_image_tokens(vlm, batch["input_ids"]),
+                      prompt_tokens=int(batch["input_ids"].shape[1]), image_tokens=vlm.count_image_tokens(batch["input_ids"]),
                       repeats=repeats, warmup=warmup, device=str(vlm.device), threads=torch.get_num_threads(),
                       rows=[row for row, _ in methods])
     res.sn_sets = [{"exit_layer": layer, "k": c.sns.k, "timing_only": bool(c.meta.get("timing_only"))}
                    for layer, c in sorted(sets.items())]
     return res
-
-
-def _progress(enabled: bool, total: int) -> tuple[Any, Any]:
-    if not enabled:
-        return None, None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    bar = Progress(transient=True, console=Console(stderr=True))
-    bar.start()
-    return bar, bar.add_task("bench (interleaved runs)", total=total)

@@ -12,7 +12,7 @@ prompt of an image shares a token prefix holding the image tokens. `capture_pref
    stopping after the exit layer, so the cache holds only layers 0..L*;
 4. runs the suffixes in batches of `batch_size` on a copy of that cache expanded to the batch
    (right padded, so each row's positions continue the prefix's; Qwen's multimodal RoPE
-   positions are taken from the model's own `get_rope_index` over the whole prompt), again with
+   positions are the family's `VLM.rope_positions` over the whole prompt), again with
    early exit, and records the last real token of each row.
 
 The activations equal the plain path's (`capture(..., token="first")`) up to float rounding.
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from superneurons.capture import LayerTrace, resolve_layers, run_prefill
+from superneurons.activations.prefill import resolve_layers, run_prefill
+from superneurons.activations.trace import LayerTrace
 from superneurons.errors import DataError
 from superneurons.models.base import QUESTION_FIELD
 
@@ -62,26 +63,11 @@ def group_by_image(samples: Sequence[Sample]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _image_token(vlm: VLM) -> str | None:
-    tok = getattr(vlm.processor, "image_token", None)
-    return tok if isinstance(tok, str) and tok else None
-
-
-def _image_token_id(vlm: VLM) -> int | None:
-    cfg = vlm.model.config
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int):
-            return value
-    tok = _image_token(vlm)
-    return vlm.tokenizer.convert_tokens_to_ids(tok) if tok else None
-
-
 def prefix_reuse_support(vlm: VLM) -> tuple[bool, str]:
     """(whether the prompt puts the image before the question, a sentence saying so)."""
     template = vlm.prompt_template
-    marker = _image_token(vlm)
-    if _image_token_id(vlm) is None:
+    marker = vlm.image_token()
+    if vlm.image_token_id() is None:
         return False, (f"{vlm.name_or_path}: cannot tell which token is the image placeholder; "
                        "prefix reuse is off, using the plain path")
     if marker is None or marker not in template:
@@ -90,17 +76,6 @@ def prefix_reuse_support(vlm: VLM) -> tuple[bool, str]:
         return True, f"the template puts the image before the question ({template!r}): prefix reuse is on"
     return False, (f"the template puts the question before the image ({template!r}): nothing image-related "
                    "can be shared between questions, so prefix reuse falls back to the plain path")
-
-
-def _rope_positions(vlm: VLM, enc: Any) -> torch.Tensor | None:
-    """Multimodal RoPE positions [3, B, S] of a prepared batch (Qwen-VL's `get_rope_index`), or None."""
-    inner = vlm.model.model
-    mm = enc.get("mm_token_type_ids")
-    if enc.get("image_grid_thw") is None or mm is None:
-        return None
-    pos, _ = inner.get_rope_index(input_ids=enc["input_ids"], mm_token_type_ids=mm,
-                                  image_grid_thw=enc["image_grid_thw"], attention_mask=enc["attention_mask"])
-    return pos
 
 
 def _common_prefix(rows: list[torch.Tensor]) -> int:
@@ -124,7 +99,7 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     """float32 [n, len(chosen), D] for one image's samples via a shared prefix, or None if none is shared."""
     from transformers import DynamicCache
 
-    image_id = _image_token_id(vlm)
+    image_id = vlm.image_token_id()
     if image_id is None:
         return None
     enc = vlm.prepare(group)
@@ -136,9 +111,8 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     img = (rows[0] == image_id).nonzero()
     if len(img) == 0 or int(img[-1]) >= p:
         return None  # the image is not inside the shared prefix: nothing worth reusing
-    mrope = hasattr(getattr(vlm.model, "model", None), "get_rope_index")
-    rope = _rope_positions(vlm, enc) if mrope else None
-    if mrope and rope is None:
+    rope = vlm.rope_positions(enc) if vlm.multimodal_rope else None
+    if vlm.multimodal_rope and rope is None:
         return None  # multimodal RoPE positions cannot be rebuilt for the suffixes
 
     # 1. the prefix, once: the first prompt's inputs cut to P tokens, with its image

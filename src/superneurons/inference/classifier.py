@@ -24,20 +24,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from superneurons.aggregation import AGGREGATIONS, aggregate
+from superneurons.activations.extract import capture
+from superneurons.activations.store import ActivationStore
+from superneurons.config import ScoreConfig, SelectConfig, configure, split_options
+from superneurons.constants import AGGREGATIONS, CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, TOKENS, __version__
 from superneurons.errors import DataError, ModelError
-from superneurons.models.base import same_weights
-from superneurons.selection import SuperNeurons
+from superneurons.inference.aggregation import aggregate
+from superneurons.models.fingerprint import same_weights
+from superneurons.models.loading import load_model
+from superneurons.selection.driver import fit
+from superneurons.selection.sets import SuperNeurons
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
 
-CLASSIFIER_WEIGHTS = "classifier.safetensors"
-CLASSIFIER_CONFIG = "classifier.json"
 FORMAT_VERSION = 1
 _TENSORS = ("layers", "neurons", "alpha", "rule", "scores")
-_TOKENS = ("first", "last")
 
 
 @dataclass
@@ -65,8 +68,8 @@ class SuperNeuronClassifier:
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
             raise DataError(f"aggregation {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
-        if self.token not in _TOKENS:
-            raise DataError(f"token {self.token!r} is not one of {', '.join(_TOKENS)}")
+        if self.token not in TOKENS:
+            raise DataError(f"token {self.token!r} is not one of {', '.join(TOKENS)}")
         if self.sns.k == 0:
             raise DataError("a classifier needs at least one Super Neuron")
         self._check_indices(int(self.fingerprint.get("num_layers", 0)), int(self.fingerprint.get("hidden_size", 0)),
@@ -93,7 +96,7 @@ class SuperNeuronClassifier:
     @property
     def layers_needed(self) -> list[int]:
         """The distinct SN layers, ascending: the only ones captured at prediction time."""
-        return sorted({int(v) for v in self.sns.layers})
+        return self.sns.layers_needed
 
     # ---- checks ----------------------------------------------------------------------------
     def _check_indices(self, num_layers: int, hidden_size: int, what: str) -> None:
@@ -140,15 +143,11 @@ class SuperNeuronClassifier:
     def sn_activations(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8,
                        progress: bool = False, strict: bool = True) -> Tensor:
         """float32 [N, K]: the SN activations, from a forward that stops after L* (token "first")."""
-        from superneurons.capture import capture
-
         self.check_compatible(vlm, strict=strict)
-        needed = self.layers_needed
         exit_layer = self.exit_layer if self.token == "first" else None
-        acts = capture(vlm, samples, token=self.token, layers=needed, exit_layer=exit_layer,
+        acts = capture(vlm, samples, token=self.token, layers=self.layers_needed, exit_layer=exit_layer,
                        batch_size=batch_size, progress=progress)
-        pos = torch.tensor([needed.index(int(v)) for v in self.sns.layers])
-        return acts[:, pos, self.sns.neurons]
+        return self.sns.gather(acts)
 
     def predict_from_acts(self, acts: Tensor, aggregation: str | None = None) -> ClassifierOutput:
         """Aggregate SN activations [N, K] (columns in `sns` order) into predictions and scores."""
@@ -158,16 +157,11 @@ class SuperNeuronClassifier:
         return ClassifierOutput(preds=preds, scores=scores, acts=acts.float())
 
     def predict(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, aggregation: str | None = None,
-                progress: bool = False, strict: bool = True, cascade_margin: float | None = None) -> ClassifierOutput:
+                progress: bool = False, strict: bool = True) -> ClassifierOutput:
         """Answer each sample from its SN activations (Alg. 2) with early exit at L*.
 
-        With `cascade_margin=m`, samples whose SN score s has |s - 0.5| < m resume the forward from
-        L* to the model's first-token answer; returns a `cascade.CascadeOutput` (path, layers, time).
+        (`superneurons.inference.answer` adds the cascade: SNs when sure, the model when not.)
         """
-        if cascade_margin is not None:
-            from superneurons.cascade import cascade_predict
-
-            return cascade_predict(self, vlm, samples, cascade_margin, batch_size, aggregation, strict, progress)
         return self.predict_from_acts(self.sn_activations(vlm, samples, batch_size, progress, strict), aggregation)
 
     def load_model(self, name_or_path: str | None = None, truncate: bool = False, **kwargs: Any) -> VLM:
@@ -178,8 +172,6 @@ class SuperNeuronClassifier:
         A truncated model cannot run the cascade (`cascade_margin`) or token "last". `kwargs` go to
         `load_model` (`dtype`, `device`, ...).
         """
-        from superneurons.models import load_model
-
         name = name_or_path or self.model
         if not name:
             raise ModelError("the classifier does not record the model it was built with; pass name_or_path")
@@ -190,8 +182,6 @@ class SuperNeuronClassifier:
 
     # ---- persistence -----------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
-        from superneurons import __version__
-
         s = self.sns
         return {"format_version": FORMAT_VERSION, "library_version": __version__, "k": s.k,
                 "exit_layer": self.exit_layer, "layers_needed": self.layers_needed,
@@ -261,46 +251,29 @@ class FitResult:
     best_single: dict[str, Any]
 
 
-def fit_classifier(store: Any, metric: str = "accuracy", snt: float | None = None, top_k: int | None = None,
-                   max_layer: int | None = None, alpha: float = 0.0, polarity: str = "positive",
-                   per_neuron_alpha: bool = False, aggregation: str = "mean", step: float = 0.01,
-                   depth: float = 0.03, choose_by: str | None = None, chunk_layers: int = 4) -> FitResult:
-    """Alg. 1 on an activation store: score every neuron, sweep SNt, select, wrap as a classifier.
+def fit_classifier(store: Any, select: SelectConfig | None = None, score: ScoreConfig | None = None, *,
+                   aggregation: str = "mean", **options: Any) -> FitResult:
+    """Alg. 1 on an activation store (`selection.fit`), wrapped as a classifier.
 
-    With neither `snt` nor `top_k`, SNt is chosen by the sweep (paper Sec. 4.2): the candidate
-    whose `choose_by` column (default `"{aggregation}_{metric}"`) is highest on the probing set.
-    `store` is an `ActivationStore` or its folder.
+    Settings: `select` / `score` configs and/or their fields as keywords (`metric`, `snt`, `top_k`,
+    `max_layer`, `step`, `depth`, `choose_by`; `alpha`, `polarity`, `per_neuron_alpha`,
+    `chunk_layers`, ...). With neither `snt` nor `top_k`, SNt is chosen by the sweep (paper Sec.
+    4.2): the candidate whose `choose_by` column (default `"{aggregation}_{metric}"`) is highest on
+    the probing set. `store` is an `ActivationStore` or its folder.
     """
-    from superneurons.metrics import METRICS
-    from superneurons.scoring import probe_neurons
-    from superneurons.selection import choose_snt, select_super_neurons, snt_sweep
-
-    if not hasattr(store, "iter_layer_chunks"):
-        from superneurons.store import ActivationStore
-
-        store = ActivationStore(store)
     if aggregation not in AGGREGATIONS:
         raise DataError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
-    probe = probe_neurons(store, None, alpha, METRICS, polarity=polarity, per_neuron_alpha=per_neuron_alpha,
-                          rule_metric=metric, max_layer=max_layer, chunk_layers=chunk_layers,
-                          keep_metric=metric, keep_within=depth, keep_step=step)
-    sweep = snt_sweep(probe, metric=metric, step=step, depth=depth, max_layer=max_layer)
-    chosen = None
-    if snt is None and top_k is None:
-        agg = "vote" if aggregation == "fraction" else aggregation
-        chosen = choose_snt(sweep, by=choose_by or f"{agg}_{metric}")
-        snt = chosen["snt"]
-    sns = select_super_neurons(probe.scores, metric=metric, snt=snt, top_k=top_k, max_layer=max_layer)
-    best = select_super_neurons(probe.scores, metric=metric, top_k=1, max_layer=max_layer)
-    best_single = {"layer": int(best.layers[0]), "neuron": int(best.neurons[0]),
-                   **{m: float(probe.scores[m].reshape(-1)[probe.scores.layers.index(int(best.layers[0]))
-                                                          * probe.hidden_size + int(best.neurons[0])])
-                      for m in METRICS}}
-    meta = {"probe_samples": probe.scores.num_samples, "alpha": alpha, "polarity": polarity,
-            "per_neuron_alpha": per_neuron_alpha, "step": step, "depth": depth, "chosen": chosen,
-            "best_single": best_single, "sweep": sweep}
-    clf = SuperNeuronClassifier.from_store(sns, store, aggregation=aggregation, meta=meta)
-    return FitResult(classifier=clf, sweep=sweep, chosen=chosen, best_single=best_single)
+    sel_opts, score_opts = split_options(options, SelectConfig, ScoreConfig)
+    sel_cfg = configure(SelectConfig, select, sel_opts)
+    score_cfg = configure(ScoreConfig, score, score_opts)
+    if not hasattr(store, "iter_layer_chunks"):
+        store = ActivationStore(store)
+    found = fit(store, sel_cfg, score_cfg, aggregation=aggregation)
+    meta = {"probe_samples": found.probe.scores.num_samples, "alpha": score_cfg.alpha,
+            "polarity": score_cfg.polarity, "per_neuron_alpha": score_cfg.per_neuron_alpha, "step": sel_cfg.step,
+            "depth": sel_cfg.depth, "chosen": found.chosen, "best_single": found.best_single, "sweep": found.sweep}
+    clf = SuperNeuronClassifier.from_store(found.sns, store, aggregation=aggregation, meta=meta)
+    return FitResult(classifier=clf, sweep=found.sweep, chosen=found.chosen, best_single=found.best_single)
 
 
 def write_predictions(path: str | Path, samples: Sequence[Sample], output: ClassifierOutput) -> Path:

@@ -20,14 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from superneurons.aggregation import aggregate, agreement_rate, sn_votes
-from superneurons.baselines import MAX_NEW_TOKENS, first_token_margins, generate_answers, parse_answers
+from superneurons.constants import ANSWER_AGGREGATIONS, MAX_NEW_TOKENS
 from superneurons.errors import DataError
-from superneurons.metrics import binary_metrics
+from superneurons.evaluation.baselines import first_token_margins, generate_answers, parse_answers
+from superneurons.evaluation.mcq import QUESTION_KEY, mcq_accuracy_from_samples
+from superneurons.inference.aggregation import aggregate, agreement_rate, sn_votes
+from superneurons.inference.cascade import cascade_predict
+from superneurons.scoring.metrics import binary_metrics
 
 if TYPE_CHECKING:
-    from superneurons.classifier import SuperNeuronClassifier
     from superneurons.data.samples import Sample
+    from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models.base import VLM
 
 
@@ -58,7 +61,7 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
     votes = sn_votes(acts, clf.sns.alpha, clf.sns.rule)
     preds: dict[str, torch.Tensor] = {}
     scores: dict[str, torch.Tensor] = {}
-    for how in ("mean", "vote"):
+    for how in ANSWER_AGGREGATIONS:
         preds[f"sns_{how}"], scores[f"sns_{how}"] = aggregate(acts, how, clf.sns.alpha, clf.sns.rule)
     timing = {"sns": t_sn}
     texts: list[str] = []
@@ -97,12 +100,10 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
     for ref in ("model_generation", "model_first_token"):
         if ref in preds:
             agreement[f"sns_vs_{ref}"] = agreement_rate(votes.long(), preds[ref])  # eq. 7
-            for how in ("mean", "vote"):
+            for how in ANSWER_AGGREGATIONS:
                 agreement[f"sns_{how}_vs_{ref}"] = agreement_rate(preds[f"sns_{how}"], preds[ref])
     result["agreement"] = agreement
     if cascade_margin is not None:
-        from superneurons.cascade import cascade_predict
-
         casc = cascade_predict(clf, vlm, samples, cascade_margin, batch_size, strict=strict, progress=progress)
         preds["cascade"] = casc.preds
         result["methods"]["cascade"] = binary_metrics(casc.preds, y)
@@ -123,8 +124,6 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
 def _mcq(samples: Sequence[Sample], scores: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Question-level accuracy per scored method, when the samples are MCQ binaries: every sample has a
     question id and ids repeat (a question's options; POPE ids, one per question, do not)."""
-    from superneurons.mcq_eval import QUESTION_KEY, mcq_accuracy_from_samples
-
     qids = [str(s.meta[QUESTION_KEY]) for s in samples if QUESTION_KEY in s.meta]
     if len(qids) < len(samples) or len(set(qids)) == len(qids):
         return {}

@@ -1,6 +1,7 @@
 """The activation store: H in R^{N x L x D} on disk, as sharded safetensors + manifest.json.
 
-This module owns writing (`probe`) and reading (`ActivationStore`, `load_activations`) the
+This module owns the files of a store: writing shards and reading them back (`ActivationStore`,
+`load_activations`); the probe driver (`superneurons.activations.probing`) fills a store with the
 activations the paper's Alg. 1 scores. Layout of a store folder:
 
     manifest.json              what was captured: model fingerprint, prompt template, token,
@@ -23,59 +24,38 @@ never read whole to get a few layers. Never pickled.
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from superneurons.constants import MANIFEST_NAME
 from superneurons.errors import StoreError
-from superneurons.models.base import same_fingerprint
+from superneurons.models.fingerprint import describe, same_fingerprint
+from superneurons.utils.files import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from superneurons.data.samples import Sample
-    from superneurons.models.base import VLM
-
-MANIFEST_NAME = "manifest.json"
-SHARD_PATTERN = "shard-{:05d}.safetensors"
 ACTIVATIONS_KEY = "activations"
 RANGE_KEY = "sample_range"
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 # Manifest fields a resumed run must match exactly, with what to say when one differs.
-_IDENTITY = {"world_size": "number of processes (a distributed store: see superneurons.distributed)",
+_IDENTITY = {"world_size": "number of processes (a distributed store: see superneurons.activations.distributed)",
              "fingerprint": "model", "prompt_template": "prompt template", "token": "token position",
              "max_new_tokens": "max_new_tokens", "layers": "layer set", "dtype": "dtype",
              "shard_size": "shard size", "ids": "sample list (ids/order)", "labels": "labels"}
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def _write_shard(path: Path, acts: torch.Tensor, start: int, stop: int) -> None:
+def write_shard(path: Path, acts: torch.Tensor, start: int, stop: int) -> None:
+    """Write one shard (activations of samples [start, stop)) atomically."""
     from safetensors.torch import save
 
     data = save({ACTIVATIONS_KEY: acts.contiguous(), RANGE_KEY: torch.tensor([start, stop], dtype=torch.int64)},
                 metadata={"start": str(start), "stop": str(stop), "format": "pt"})
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
-def _shard_header(path: Path) -> tuple[int, int, list[int]] | None:
+def shard_header(path: Path) -> tuple[int, int, list[int]] | None:
     """(start, stop, shape) of a shard file, or None if it cannot be read."""
     from safetensors import safe_open
 
@@ -88,135 +68,7 @@ def _shard_header(path: Path) -> tuple[int, int, list[int]] | None:
         return None
 
 
-def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, token: str = "first",
-          layers: Iterable[int] | None = None, dtype: str = "float16", shard_size: int = 256,
-          batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
-          exit_layer: int | None = None, max_new_tokens: int | None = None, require_labels: bool = True,
-          on_shard: Callable[[int, Path], None] | None = None, prefix_reuse: bool = False,
-          rank_split: bool = True) -> ActivationStore:
-    """Capture activations of `samples` into a resumable store at `out_dir`; return it opened.
-
-    `layers`/`exit_layer`/`token`/`batch_size` go to `capture`. `dtype`: how activations are
-    stored (float16 default; float32 for exact values). Images are validated up front: a bad one
-    raises a DataError naming the sample, or with `skip_bad=True` is skipped and listed in the
-    manifest's `skipped`. With `require_labels` (probing) the set must hold both yes and no.
-    `on_shard(index, path)` is called after each shard is committed. `prefix_reuse` encodes each
-    image and shared prompt prefix once per shard (`superneurons.prefix`; token "first" only).
-    Under torchrun / accelerate launch (WORLD_SIZE > 1) and with `rank_split`, each process
-    probes its slice and rank 0 merges (`superneurons.distributed.probe_distributed`).
-    """
-    if rank_split:
-        from superneurons.distributed import dist_info, probe_distributed
-
-        if dist_info().distributed:
-            return probe_distributed(vlm, samples, out_dir, token=token, layers=layers, dtype=dtype,
-                                     shard_size=shard_size, batch_size=batch_size, progress=progress,
-                                     skip_bad=skip_bad, exit_layer=exit_layer, max_new_tokens=max_new_tokens,
-                                     require_labels=require_labels, on_shard=on_shard, prefix_reuse=prefix_reuse)
-    from superneurons import __version__
-    from superneurons.capture import DEFAULT_MAX_NEW_TOKENS, TOKENS, capture_batches, resolve_layers
-    from superneurons.data.samples import validate_samples
-
-    if token not in TOKENS:
-        raise StoreError(f"token {token!r} is not one of {', '.join(TOKENS)}")
-    if dtype not in DTYPES:
-        raise StoreError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-    if token == "last" and exit_layer is not None:
-        raise StoreError("--exit-layer needs token 'first': the last token exists only after a full generation")
-    if batch_size < 1:
-        raise StoreError(f"batch_size={batch_size}; use a positive batch size")
-    if prefix_reuse and token != "first":
-        raise StoreError("prefix reuse needs token 'first' (a shared prompt prefix); drop it for --token last")
-    if shard_size < 1:
-        raise StoreError(f"shard_size={shard_size}; use a positive number of samples per shard")
-    try:
-        chosen, stop = resolve_layers(vlm.num_layers, layers, exit_layer)
-    except ValueError as exc:
-        raise StoreError(str(exc)) from exc
-    if max_new_tokens is None:
-        max_new_tokens = DEFAULT_MAX_NEW_TOKENS
-    good, skipped = validate_samples(samples, skip_bad=skip_bad, require_both_classes=require_labels)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(".*.tmp-*"):  # leftovers of a killed write
-        tmp.unlink(missing_ok=True)
-
-    n = len(good)
-    manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "library_version": __version__,
-        "model": vlm.name_or_path, "family": vlm.family, "fingerprint": vlm.fingerprint,
-        "prompt_template": vlm.prompt_template, "token": token,
-        "max_new_tokens": max_new_tokens if token == "last" else None,
-        "layers": chosen, "exit_layer": stop, "hidden_size": vlm.hidden_size, "dtype": dtype,
-        "shard_size": shard_size, "num_samples": n,
-        "ids": [s.id for s in good], "labels": [s.label for s in good],
-        "skipped": [{"id": sid, "reason": why} for sid, why in skipped],
-        "shards": [], "complete": False, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    path = out / MANIFEST_NAME
-    if path.is_file():
-        old = _read_manifest(out)
-        _check_same_run(old, manifest, out)
-        manifest["created"] = old.get("created", manifest["created"])
-    elif any(out.glob("shard-*.safetensors")):
-        raise StoreError(f"{out} holds shard files but no {MANIFEST_NAME}; it is not a store this library "
-                         "can resume: delete the folder or choose another --out")
-
-    bounds = [(i, s, min(s + shard_size, n)) for i, s in enumerate(range(0, n, shard_size))]
-    todo: list[tuple[int, int, int]] = []
-    for i, start, end in bounds:
-        file = out / SHARD_PATTERN.format(i)
-        header = _shard_header(file) if file.is_file() else None
-        if header == (start, end, [end - start, len(chosen), vlm.hidden_size]):
-            manifest["shards"].append({"file": SHARD_PATTERN.format(i), "start": start, "stop": end})
-        else:
-            todo.append((i, start, end))
-    manifest["complete"] = not todo
-    _write_json(path, manifest)
-
-    bar = None
-    if progress and todo:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]probe[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=Console(stderr=True))
-        bar.start()
-        task = bar.add_task(f"{token} token, {len(chosen)} layers", total=n, completed=n - sum(e - s for _, s, e in todo))
-    try:
-        for i, start, end in todo:
-            parts = []
-            if prefix_reuse:
-                from superneurons.prefix import capture_prefix
-
-                batches = iter([capture_prefix(vlm, good[start:end], chosen, exit_layer, batch_size, warn=False)])
-            else:
-                batches = capture_batches(vlm, good[start:end], token, chosen, exit_layer, batch_size, max_new_tokens)
-            for acts in batches:
-                parts.append(acts)
-                if bar is not None:
-                    bar.advance(task, acts.shape[0])
-            full = torch.cat(parts, dim=0)
-            stored = full.to(DTYPES[dtype])
-            if not bool(torch.isfinite(stored).all()) and bool(torch.isfinite(full).all()):
-                raise StoreError(f"activations of samples {start}..{end - 1} overflow {dtype}; "
-                                 "rerun with --dtype float32 into a new --out")
-            shard = out / SHARD_PATTERN.format(i)
-            _write_shard(shard, stored, start, end)
-            manifest["shards"].append({"file": shard.name, "start": start, "stop": end})
-            manifest["shards"].sort(key=lambda d: d["start"])
-            manifest["complete"] = len(manifest["shards"]) == len(bounds)
-            manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            _write_json(path, manifest)
-            if on_shard is not None:
-                on_shard(i, shard)
-    finally:
-        if bar is not None:
-            bar.stop()
-    return ActivationStore(out)
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_NAME
     if not path.is_file():
         raise StoreError(f"{directory} has no {MANIFEST_NAME}: not an activation store; "
@@ -239,13 +91,11 @@ def same_field(key: str, a: Any, b: Any) -> bool:
     return a == b
 
 
-def _check_same_run(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
+def check_same_run(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
     for key, what in _IDENTITY.items():
         if not same_field(key, old.get(key), new.get(key)):
             if key == "fingerprint":
-                detail = " vs ".join(f"{m.get('model')!r} ({m[key].get('architecture')}, config "
-                                     f"{str(m[key].get('config_hash'))[:12]}, weights {str(m[key].get('weights'))[:12]})"
-                                     for m in (old, new))
+                detail = " vs ".join(f"{m.get('model')!r} ({describe(m[key])})" for m in (old, new))
             elif key in ("ids", "labels"):
                 detail = f"{len(old.get(key) or [])} vs {len(new.get(key) or [])} samples, or a different order"
             else:
@@ -265,7 +115,7 @@ class ActivationStore:
     def __init__(self, directory: str | Path, allow_incomplete: bool = False) -> None:
         """Open the store at `directory`; `allow_incomplete` opens an interrupted one (manifest only)."""
         self.directory = Path(directory)
-        self.manifest = _read_manifest(self.directory)
+        self.manifest = read_manifest(self.directory)
         m = self.manifest
         if not m.get("complete") and not allow_incomplete:
             done = sum(s["stop"] - s["start"] for s in m.get("shards", []))

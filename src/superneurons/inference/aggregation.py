@@ -19,15 +19,12 @@ Aggregations (`AGGREGATIONS`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from superneurons.constants import AGGREGATIONS, Aggregation
 from superneurons.errors import DataError
-
-AGGREGATIONS: tuple[str, ...] = ("mean", "vote", "fraction")
-Aggregation = Literal["mean", "vote", "fraction"]
 
 
 def _check_acts(acts: Tensor) -> Tensor:
@@ -81,11 +78,6 @@ def vote(votes: Tensor) -> Tensor:
     return (2 * yes > votes.shape[1]).long()
 
 
-def mean(acts: Tensor, alpha: float | Tensor = 0.0, rule: Tensor | None = None) -> Tensor:
-    """Mean of the raw SN activations thresholded at alpha (`[N]`, 1 yes / 0 no); see module doc."""
-    return (sn_margins(acts, alpha, rule).mean(dim=1) > 0).long()
-
-
 def aggregate(acts: Tensor, how: Aggregation = "mean", alpha: float | Tensor = 0.0,
               rule: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(predictions `[N]` 1/0, scores `[N]` float32) of SN activations `[N, K]` by `how`.
@@ -116,26 +108,3 @@ def agreement_rate(sn_preds: Tensor, model_preds: Tensor | Sequence[int]) -> flo
     if p.numel() == 0:
         raise DataError("agreement rate of an empty set: need at least one sample and one SN")
     return float((p.long() == m[:, None]).to(torch.float64).mean())
-
-
-def agreement_by_snt(acts: Tensor, scores: Tensor, model_preds: Tensor | Sequence[int],
-                     snts: Sequence[float], alpha: float | Tensor = 0.0,
-                     rule: Tensor | None = None) -> list[dict[str, float | int]]:
-    """AR@SNt (paper Fig. 4): for each SNt, the agreement rate of the SNs with score > SNt.
-
-    `acts` `[N, K]` and `scores` `[K]` describe candidate neurons (e.g. a probe's pool); a
-    threshold that keeps no neuron gives `ar = None`. Rows: `{"snt", "k", "ar"}`.
-    """
-    votes = sn_votes(acts, alpha, rule)
-    m = torch.as_tensor(model_preds).long().reshape(-1)
-    if m.numel() != votes.shape[0]:
-        raise DataError(f"model_preds has {m.numel()} entries for {votes.shape[0]} samples")
-    agree = (votes.long() == m[:, None]).sum(dim=0).to(torch.float64)  # [K] per-SN agreement count
-    s = torch.as_tensor(scores, dtype=torch.float64)
-    rows: list[dict[str, float | int]] = []
-    for t in snts:
-        sel = s > t
-        k = int(sel.sum())
-        ar = float(agree[sel].sum() / (k * votes.shape[0])) if k else None
-        rows.append({"snt": float(t), "k": k, "ar": ar})
-    return rows

@@ -20,7 +20,8 @@ Both are fitted on the probing set, so judge them on held-out data (tests do).
 
 `probe_neurons` is the same single pass that also keeps the activations of the neurons close
 to the best score (the only ones an SNt sweep can select), so `superneurons.selection.snt_sweep`
-needs no second read of the store.
+needs no second read of the store (`superneurons.scoring.pool`). The counts themselves are
+`superneurons.scoring.counting`.
 """
 
 from __future__ import annotations
@@ -28,24 +29,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from superneurons.config import QUANTILES as DEFAULT_QUANTILES
+from superneurons.constants import METRICS, POLARITIES, Polarity
 from superneurons.errors import DataError, StoreError
-from superneurons.metrics import METRICS, metrics_from_counts
+from superneurons.scoring.counting import Counter, quantile_thresholds, round_down_threshold
+from superneurons.scoring.metrics import metrics_from_counts
+from superneurons.scoring.pool import Pool
 
 ALPHA_KEY = "alpha"
 RULE_KEY = "rule"
 COUNT_KEYS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
-POLARITIES: tuple[str, ...] = ("positive", "both")
-DEFAULT_QUANTILES: tuple[float, ...] = tuple(i / 20 for i in range(1, 20))
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(i / 2 for i in range(-6, 7))  # Fig. 3a: [-3, 3]
 DEFAULT_CHUNK_LAYERS = 4
-_EPS = 1e-9
-
-Polarity = Literal["positive", "both"]
 
 
 class NeuronScores(dict):
@@ -157,152 +157,6 @@ def _iter_chunks(source: Any, chunk_layers: int, max_layer: int | None
             break
 
 
-def round_down_threshold(alpha: float | Tensor, dtype: torch.dtype) -> Tensor:
-    """`alpha` as the largest value of `dtype` that is <= alpha.
-
-    For x of that dtype, `x > round_down_threshold(alpha)` is exactly `x > alpha` (real-valued),
-    so comparing fp16 activations needs no upcast.
-    """
-    a = torch.as_tensor(alpha, dtype=torch.float64)
-    a_d = a.to(dtype)
-    too_high = a_d.to(torch.float64) > a
-    if bool(too_high.any()):
-        a_d = torch.where(too_high, torch.nextafter(a_d, torch.full_like(a_d, -math.inf)), a_d)
-    return a_d
-
-
-def _comparable(x: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
-    """(x, thr) or their int16 bit patterns, whichever compares faster with the same answer.
-
-    For fp16/bf16 and a non-negative threshold (sign bit clear, e.g. the paper's alpha = 0),
-    non-negative floats sort like their bit patterns and negative ones have negative patterns,
-    so `x > thr` is identical for finite values and about 1.7x faster on CPU than a
-    half-precision comparison. (A NaN activation, which capture never stores, would count as
-    above such a threshold.)
-    """
-    if x.dtype in (torch.float16, torch.bfloat16) and x.stride(-1) == 1:
-        bits = thr.contiguous().view(torch.int16)
-        if bool((bits >= 0).all()):
-            return x.view(torch.int16), bits
-    return x, thr
-
-
-def greater_than(x: Tensor, thr: Tensor, out: Tensor) -> Tensor:
-    """`out = x > thr` for `thr` already in x's dtype (see `round_down_threshold`)."""
-    xv, tv = _comparable(x, thr)
-    return torch.gt(xv, tv, out=out)
-
-
-class _RowSums:
-    """Adds bool rows into per-group counts: uint8 accumulators flushed every 255 rows.
-
-    Contiguous in-place byte adds of whole rows are several times faster on CPU than torch's
-    reductions over dim 0, and rows of a group need no gathering.
-    """
-
-    def __init__(self, m: int, num_groups: int):
-        self.totals = [torch.zeros(m, dtype=torch.int64) for _ in range(num_groups)]
-        self.accs = [torch.zeros(m, dtype=torch.uint8) for _ in range(num_groups)]
-        self.filled = [0] * num_groups
-
-    def add(self, rows: Tensor, groups: Sequence[int] | None) -> None:
-        """Add each row of a bool [r, m] tensor to its group (all to group 0 if `groups` is None)."""
-        r8 = rows.view(torch.uint8)
-        for i in range(rows.shape[0]):
-            g = 0 if groups is None else groups[i]
-            self.accs[g] += r8[i]
-            self.filled[g] += 1
-            if self.filled[g] == 255:
-                self.totals[g] += self.accs[g]
-                self.accs[g].zero_()
-                self.filled[g] = 0
-
-    def result(self) -> list[Tensor]:
-        for g, acc in enumerate(self.accs):
-            if self.filled[g]:
-                self.totals[g] += acc
-                acc.zero_()
-                self.filled[g] = 0
-        return self.totals
-
-
-def column_counts(b: Tensor, groups: Sequence[int] | None = None, num_groups: int = 1) -> list[Tensor]:
-    """Number of True along dim 0 of a bool [n, ...] tensor, per group of rows, as int64 [...].
-
-    `groups[i]` (0..num_groups-1) is row i's group (default: one group).
-    """
-    n = b.shape[0]
-    sums = _RowSums(b[0].numel() if n else 0, num_groups)
-    sums.add(b.reshape(n, -1), groups)
-    return [t.view(b.shape[1:]) for t in sums.result()]
-
-
-class _Counter:
-    """Counts predicted-yes and true-positive per neuron for one chunk.
-
-    Compares a block of rows at a time into a small reused buffer (it stays in cache) and adds
-    each row to the count of its label.
-    """
-
-    _BLOCK = 64
-
-    def __init__(self, y: Tensor):
-        self.n = y.numel()
-        self.num_pos = int(y.sum())
-        self.num_neg = self.n - self.num_pos
-        self.groups = y.tolist()
-        self._buf = torch.empty(0, dtype=torch.bool)
-
-    def count(self, x: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
-        """(predicted yes, true positives) per neuron for `x > thr`, int64 [l, D]."""
-        xv, tv = _comparable(x, thr)
-        m = x[0].numel()
-        if self._buf.numel() < self._BLOCK * m:
-            self._buf = torch.empty(self._BLOCK * m, dtype=torch.bool)
-        sums = _RowSums(m, 2)
-        for lo in range(0, self.n, self._BLOCK):
-            hi = min(lo + self._BLOCK, self.n)
-            blk = self._buf[:(hi - lo) * m].view(hi - lo, *x.shape[1:])
-            torch.gt(xv[lo:hi], tv, out=blk)
-            sums.add(blk.view(hi - lo, m), self.groups[lo:hi])
-        fp, tp = (t.view(x.shape[1:]) for t in sums.result())
-        return tp + fp, tp
-
-    def confusion(self, pred_yes: Tensor, tp: Tensor, flipped: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        fp = pred_yes - tp
-        fn = self.num_pos - tp
-        tn = self.num_neg - fp
-        if flipped:  # yes iff x <= thr: every "no" of the paper rule becomes "yes"
-            return fn, tn, tp, fp
-        return tp, fp, fn, tn
-
-
-def _quantile_thresholds(x: Tensor, quantiles: Sequence[float]) -> Tensor:
-    """[Q, l, D] per-neuron thresholds: each neuron's own activation quantiles (actual values)."""
-    n = x.shape[0]
-    idx = torch.tensor([min(n - 1, max(0, round(q * (n - 1)))) for q in quantiles])
-    return x.sort(dim=0).values.index_select(0, idx)
-
-
-# ----------------------------------------------------------------------------- SNt grid
-def grid_units(step: float) -> int:
-    """1 / step as an integer (100 for 1-point steps, 1000 for 0.1-point steps)."""
-    units = round(1 / step) if step > 0 else 0
-    if units < 1 or abs(units * step - 1) > 1e-6:
-        raise DataError(f"step={step} must divide 1 (e.g. 0.01 = 1 point, 0.001 = 0.1 point)")
-    return units
-
-
-def lowest_grid_index(value: float, units: int) -> int:
-    """The smallest j with j / units >= value."""
-    j = math.ceil(value * units)
-    while (j - 1) / units >= value:
-        j -= 1
-    while j / units < value:
-        j += 1
-    return j
-
-
 # ----------------------------------------------------------------------------- main pass
 def _reported_alpha(alpha: Tensor | float, shape: tuple[int, ...]) -> Tensor:
     """The threshold as the caller gave it (not rounded to the activations' dtype), float64."""
@@ -311,13 +165,13 @@ def _reported_alpha(alpha: Tensor | float, shape: tuple[int, ...]) -> Tensor:
     return torch.full(shape, float(alpha), dtype=torch.float64)
 
 
-def _chunk_scores(counter: _Counter, x: Tensor, alpha: Tensor | float, rule: Tensor | None,
+def _chunk_scores(counter: Counter, x: Tensor, alpha: Tensor | float, rule: Tensor | None,
                   polarity: str, per_neuron_alpha: bool, quantiles: Sequence[float],
                   rule_metric: str) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
     """Chosen (tp, fp, fn, tn), threshold (float64) and rule (int8) per neuron of one chunk."""
     shape = tuple(x.shape[1:])
     if per_neuron_alpha:
-        candidates = list(_quantile_thresholds(x, quantiles))
+        candidates = list(quantile_thresholds(x, quantiles))
     else:
         a = alpha if isinstance(alpha, Tensor) else torch.tensor(float(alpha), dtype=torch.float64)
         candidates = [round_down_threshold(a, x.dtype)]
@@ -410,8 +264,8 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
     out_counts = {k: torch.zeros(n_rows, d, dtype=torch.int64) for k in COUNT_KEYS}
     out_alpha = torch.zeros(n_rows, d, dtype=torch.float64)
     out_rule = torch.ones(n_rows, d, dtype=torch.int8)
-    counter = _Counter(y)
-    pool = _Pool(keep_within, keep_above, d, keep_step) if keep_metric else None
+    counter = Counter(y)
+    pool = Pool(keep_within, keep_above, d, keep_step) if keep_metric else None
     seen = 0
     for row, ids, x in _iter_chunks(acts, chunk_layers, max_layer):
         if x.shape[0] != n or x.shape[2] != d:
@@ -457,70 +311,6 @@ def score_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
     return probe_neurons(acts, labels, alpha, metrics, **kwargs).scores
 
 
-class _Pool:
-    """Running set of neurons scoring above `above`, or within `within` of the best seen so far.
-
-    Parts are kept as gathered ([N, m] per chunk) and only filtered again when more than half of
-    what is held has fallen below the rising floor, and at the end (then made neuron-major).
-    """
-
-    def __init__(self, within: float, above: float | None, d: int, step: float | None = None):
-        self.within, self.above, self.d = within, above, d
-        self.units = None if step is None else grid_units(step)
-        self.best = -math.inf
-        self.parts: list[tuple[Tensor, Tensor, Tensor]] = []  # (flat index, values, acts [N, m])
-
-    def floor(self) -> float:
-        if self.above is not None:
-            return self.above - _EPS
-        if self.units is None:
-            return self.best - self.within - _EPS
-        return lowest_grid_index(self.best - self.within - _EPS, self.units) / self.units - _EPS
-
-    def add(self, x: Tensor, row: int, vals: Tensor) -> None:
-        self.best = max(self.best, float(vals.max()))
-        floor = self.floor()
-        flat = (vals.reshape(-1) > floor).nonzero().squeeze(1)
-        if flat.numel():
-            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], _columns(x.reshape(x.shape[0], -1), flat)))
-        held = sum(p[0].numel() for p in self.parts)
-        alive = sum(int((p[1] > floor).sum()) for p in self.parts)
-        if alive < held // 2:
-            self._prune(floor)
-
-    def _prune(self, floor: float) -> None:
-        kept = []
-        for idx, vals, a in self.parts:
-            m = vals > floor
-            if bool(m.all()):
-                kept.append((idx, vals, a))
-            elif bool(m.any()):
-                keep = m.nonzero().squeeze(1)
-                kept.append((idx[keep], vals[keep], _columns(a, keep)))
-        self.parts = kept
-
-    def finish(self, n: int) -> tuple[Tensor, Tensor, Tensor, float]:
-        """(flat index, acts [k, N], scores), best score first (stable: lower index first), and the floor."""
-        floor = self.floor()
-        if not self.parts:
-            return torch.zeros(0, dtype=torch.long), torch.zeros(0, n), torch.zeros(0, dtype=torch.float64), floor
-        idx = torch.cat([p[0] for p in self.parts])
-        vals = torch.cat([p[1] for p in self.parts])
-        keep = (vals > floor).nonzero().squeeze(1)
-        keep = keep[torch.sort(-vals[keep], stable=True).indices]  # parts are in ascending index order
-        acts = torch.cat([p[2] for p in self.parts], dim=1) if len(self.parts) > 1 else self.parts[0][2]
-        self.parts = []
-        return idx[keep], _columns(acts, keep).T.contiguous(), vals[keep], floor
-
-
-def _columns(x2d: Tensor, cols: Tensor) -> Tensor:
-    """x2d[:, cols] by a row-wise gather (reads each row once: much faster than index_select on dim 1);
-    16-bit floats are moved as int16 (a plain copy)."""
-    src = x2d.view(torch.int16) if x2d.element_size() == 2 and x2d.stride(-1) == 1 else x2d
-    out = torch.gather(src, 1, cols.expand(x2d.shape[0], -1))
-    return out.view(x2d.dtype) if src is not x2d else out
-
-
 def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,
                 alphas: Sequence[float] = DEFAULT_ALPHAS, metric: str = "accuracy",
                 chunk_layers: int = DEFAULT_CHUNK_LAYERS) -> list[dict[str, Any]]:
@@ -533,7 +323,7 @@ def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,
         raise DataError("alphas is empty; pass the thresholds to try, e.g. -3..3")
     layers, n, d = _source_shape(acts)
     y = _labels_for(acts, labels, n)
-    counter = _Counter(y)
+    counter = Counter(y)
     best = [(-math.inf, -1, -1)] * len(alphas)
     for _row, ids, x in _iter_chunks(acts, chunk_layers, None):
         for i, a in enumerate(alphas):

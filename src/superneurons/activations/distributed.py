@@ -1,6 +1,7 @@
-"""Distributed extraction: `probe` split over the processes of a `torchrun` / `accelerate launch` job.
+"""Distributed extraction helpers: a `probe` split over the processes of a `torchrun` / `accelerate launch` job.
 
-Nothing here launches processes: run the usual command under the usual launcher,
+This module knows ranks (who am I, which slice, gather, merge); the probe driver
+(`superneurons.activations.probing.probe_distributed`) uses it. Nothing here launches processes: run the usual command under the usual launcher,
 
     torchrun --standalone --nproc_per_node 8 -m superneurons probe --model M --data D.jsonl --out acts/
     accelerate launch --num_processes 8 -m superneurons probe ...
@@ -11,7 +12,7 @@ and every process (rank) finds its place from `torch.distributed` or the launche
 1. every rank takes the same deterministic, contiguous slice of the samples (`rank_slice`: the
    first N % K ranks get one extra sample), so rank order is sample order;
 2. rank r writes an ordinary resumable store of its slice into `out/rank-0000r/`
-   (`superneurons.store.probe`), on its own device (`cuda:LOCAL_RANK` for `--device auto|cuda`);
+   (`superneurons.activations.probing`), on its own device (`cuda:LOCAL_RANK` for `--device auto|cuda`);
 3. after all ranks finished (a gloo collective that also carries each rank's success or error),
    rank 0 writes `out/manifest.json`: the merged manifest listing every rank's shards with
    global sample ranges, so `ActivationStore(out)` reads the job's result exactly like a
@@ -22,8 +23,8 @@ on several nodes use shared storage). A killed job leaves whole shards in each r
 after its last whole shard. A store written with K processes is resumed only with K processes,
 and a single-process store is never mixed with a distributed one (StoreError with the fix).
 
-    >>> info = init_distributed()                       # doctest: +SKIP
-    >>> store = probe_distributed(vlm, samples, "acts/")  # doctest: +SKIP
+    >>> info = init_distributed()                                # doctest: +SKIP
+    >>> lo, hi = rank_slice(len(samples), info.rank, info.world_size)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,20 +32,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superneurons.errors import DataError, StoreError
+from superneurons.activations.store import FORMAT_VERSION, read_manifest, same_field
+from superneurons.constants import MANIFEST_NAME, RANK_DIR, __version__
+from superneurons.errors import StoreError
+from superneurons.utils.files import write_json
 
 if TYPE_CHECKING:
-    from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
-    from superneurons.store import ActivationStore
 
-RANK_DIR = "rank-{:05d}"
 #: Manifest fields every rank's store must agree on before they are merged.
 _SHARED = ("format_version", "fingerprint", "prompt_template", "token", "max_new_tokens", "layers",
            "exit_layer", "hidden_size", "dtype", "shard_size", "model", "family")
@@ -145,22 +145,20 @@ def rank_slice(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
-def _all_gather(obj: Any, info: DistInfo) -> list[Any]:
+def all_gather(obj: Any, info: DistInfo) -> list[Any]:
     import torch.distributed as dist
 
     if not info.distributed:
         return [obj]
     if not dist.is_initialized():
-        raise StoreError("the process group is not initialized; call superneurons.distributed.init_distributed() "
+        raise StoreError("the process group is not initialized; call superneurons.activations.distributed.init_distributed() "
                          "first (the CLI does) or run a single process")
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
 
 
-def _check_top(out: Path, world_size: int) -> None:
-    from superneurons.store import MANIFEST_NAME
-
+def check_top(out: Path, world_size: int) -> None:
     path = out / MANIFEST_NAME
     if not path.is_file():
         if any(out.glob("shard-*.safetensors")):
@@ -180,16 +178,13 @@ def _check_top(out: Path, world_size: int) -> None:
                          f"--nproc_per_node {was} (the sample slices depend on it) or choose another --out")
 
 
-def _placeholder(out: Path, vlm: VLM, n: int, world_size: int, dtype: str) -> None:
+def write_placeholder(out: Path, vlm: VLM, n: int, world_size: int, dtype: str) -> None:
     """An incomplete top manifest marking `out` as a distributed store while the ranks work."""
-    from superneurons import __version__
-    from superneurons.store import FORMAT_VERSION, MANIFEST_NAME, _write_json
-
     path = out / MANIFEST_NAME
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
     if path.is_file():
         created = json.loads(path.read_text(encoding="utf-8")).get("created", created)
-    _write_json(path, {
+    write_json(path, {
         "format_version": FORMAT_VERSION, "library_version": __version__, "model": vlm.name_or_path,
         "family": vlm.family, "fingerprint": vlm.fingerprint, "prompt_template": vlm.prompt_template,
         "layers": [], "hidden_size": vlm.hidden_size, "dtype": dtype, "num_samples": 0, "ids": [], "labels": [],
@@ -205,8 +200,6 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     `num_inputs` is the number of samples the job was given (it fixes each rank's slice). Shard
     entries point into the rank folders with global sample ranges, in rank order.
     """
-    from superneurons.store import MANIFEST_NAME, _read_manifest, _write_json, same_field
-
     out = Path(out_dir)
     merged: dict[str, Any] | None = None
     ids: list[str] = []
@@ -226,7 +219,7 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
             complete = False
             ranks.append(entry)
             continue
-        m = _read_manifest(sub)
+        m = read_manifest(sub)
         if m.get("num_samples", 0) + len(m.get("skipped", [])) != hi - lo:
             raise StoreError(f"{sub} holds {m.get('num_samples')} samples (+{len(m.get('skipped', []))} skipped) "
                              f"but rank {r}'s slice has {hi - lo}; it belongs to another job: choose another --out")
@@ -255,57 +248,5 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     merged.update({"num_samples": len(ids), "ids": ids, "labels": labels, "skipped": skipped, "shards": shards,
                    "complete": complete, "world_size": world_size, "ranks": ranks,
                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    _write_json(top, merged)
+    write_json(top, merged)
     return merged
-
-
-def probe_distributed(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, info: DistInfo | None = None,
-                      require_labels: bool = True, progress: bool = True, dtype: str = "float16",
-                      **probe_kwargs: Any) -> ActivationStore:
-    """`superneurons.store.probe` for one rank of a job; every rank returns the merged store.
-
-    Every rank must be given the same `samples` and arguments. `probe_kwargs` go to `probe`
-    (`token`, `layers`, `exit_layer`, `shard_size`, `batch_size`, `skip_bad`, `prefix_reuse`,
-    `on_shard`, ...). Only rank 0 shows a progress bar. In a single process this is `probe`.
-    """
-    from superneurons.store import ActivationStore, probe
-
-    info = info or init_distributed()
-    if not info.distributed:
-        return probe(vlm, samples, out_dir, require_labels=require_labels, progress=progress, dtype=dtype,
-                     rank_split=False, **probe_kwargs)
-    if not samples:
-        raise DataError("probe got no samples; pass at least one Sample")
-    if require_labels and {s.label for s in samples} != {"yes", "no"}:
-        raise DataError(f"probing set has only label(s) {sorted({str(s.label) for s in samples})} "
-                        f"(e.g. sample {samples[0].id!r}); probing needs both yes and no samples: use "
-                        "balanced_sample or add the other class")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_top(out, info.world_size)
-    _all_gather(None, info)  # every rank checked the folder before rank 0 marks it
-    if info.is_main:
-        _placeholder(out, vlm, len(samples), info.world_size, dtype)
-    lo, hi = rank_slice(len(samples), info.rank, info.world_size)
-    error: str | None = None
-    try:
-        if hi > lo:
-            probe(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), require_labels=False,
-                  progress=progress and info.is_main, dtype=dtype, rank_split=False, **probe_kwargs)
-    except Exception as exc:
-        _all_gather(f"{type(exc).__name__}: {exc}", info)
-        raise
-    failed = [(r, e) for r, e in enumerate(_all_gather(error, info)) if e is not None]
-    if failed:
-        raise StoreError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
-                         + ". Fix it and run the same command again: finished shards are kept")
-    merge_error: str | None = None
-    if info.is_main:
-        try:
-            merge_rank_stores(out, info.world_size, len(samples))
-        except Exception as exc:
-            merge_error = f"{type(exc).__name__}: {exc}"
-    merge_error = _all_gather(merge_error, info)[0]
-    if merge_error is not None:
-        raise StoreError(f"rank 0 could not merge the rank stores: {merge_error}")
-    return ActivationStore(out)

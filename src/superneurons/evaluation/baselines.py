@@ -8,30 +8,27 @@
   - `parse_strict`: the first word (case and punctuation ignored) must be yes or no; anything else
     is `UNPARSED` (-1), reported as its own count by `superneurons.metrics.binary_metrics`.
 - First token: one prefill forward, then compare the logits of the yes and no tokens at the
-  first generated position. Every case/space variant the tokenizer has (`VLM.yes_no_token_ids`)
+  first generated position. Every case/space variant the tokenizer has (`VLM.yes_no_margin`)
   is pooled with logsumexp (the log of their total unnormalised probability); yes wins if its
   pooled logit is strictly higher (a tie answers no, as `aggregation.vote`).
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
+from superneurons.activations.prefill import batches, greedy_generate
+from superneurons.constants import MAX_NEW_TOKENS, PARSERS
 from superneurons.errors import DataError
-from superneurons.metrics import UNPARSED
+from superneurons.scoring.metrics import UNPARSED
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
-
-MAX_NEW_TOKENS = 128  # paper Sec. 4.2
-PARSERS: tuple[str, ...] = ("pope", "strict")
 _NO_WORDS = ("No", "no", "not")
 _STRIP = re.compile(r"^[^\w]+|[^\w]+$")
 
@@ -67,26 +64,14 @@ def parse_answers(texts: Sequence[str], parser: str = "pope") -> list[int]:
     return [fn(t) for t in texts]
 
 
-def _batches(samples: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
-    if size < 1:
-        raise DataError(f"batch_size={size}; use a positive batch size")
-    for i in range(0, len(samples), size):
-        yield samples[i:i + size]
-
-
 def generate_answers(vlm: VLM, samples: Sequence[Sample], max_new_tokens: int = MAX_NEW_TOKENS,
                      batch_size: int = 8) -> list[str]:
     """Greedy replies (`do_sample=False`, `num_beams=1`) to each sample, new tokens only, decoded."""
     if not samples:
         raise DataError("generate_answers() got no samples")
     texts: list[str] = []
-    for chunk in _batches(samples, batch_size):
-        batch = vlm.prepare(chunk)
-        with torch.inference_mode():
-            out = vlm.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                     temperature=None, top_p=None, top_k=None,
-                                     pad_token_id=vlm.tokenizer.pad_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
+    for chunk in batches(samples, batch_size):
+        new = greedy_generate(vlm, vlm.prepare(chunk), max_new_tokens)
         texts.extend(vlm.tokenizer.batch_decode(new, skip_special_tokens=True))
     return texts
 
@@ -95,39 +80,12 @@ def first_token_margins(vlm: VLM, samples: Sequence[Sample], batch_size: int = 8
     """float32 [N]: logsumexp(yes-token logits) - logsumexp(no-token logits) at the first answer token."""
     if not samples:
         raise DataError("first_token_margins() got no samples")
-    yes_ids, no_ids = vlm.yes_no_token_ids()
-    keep_one = "logits_to_keep" in inspect.signature(vlm.model.forward).parameters
+    keep_one = "logits_to_keep" in vlm.forward_keys()
     out: list[torch.Tensor] = []
-    for chunk in _batches(samples, batch_size):
+    for chunk in batches(samples, batch_size):
         batch = vlm.prepare(chunk)
         kwargs = {"logits_to_keep": 1} if keep_one else {}
         with torch.inference_mode():
             logits = vlm.model(**batch, use_cache=False, **kwargs).logits[:, -1].float()
-        out.append((torch.logsumexp(logits[:, yes_ids], dim=1) - torch.logsumexp(logits[:, no_ids], dim=1)).cpu())
+        out.append(vlm.yes_no_margin(logits).cpu())
     return torch.cat(out)
-
-
-@dataclass
-class ModelAnswers:
-    """The model's answers: generated `texts`, their POPE and strict parses, first-token predictions."""
-
-    texts: list[str] = field(default_factory=list)
-    pope: list[int] = field(default_factory=list)
-    strict: list[int] = field(default_factory=list)
-    first_token: list[int] = field(default_factory=list)
-    first_token_margin: list[float] = field(default_factory=list)
-
-
-def model_answers(vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, generate: bool = True,
-                  first_token: bool = True, max_new_tokens: int = MAX_NEW_TOKENS) -> ModelAnswers:
-    """Both model baselines for `samples` (either can be skipped)."""
-    ans = ModelAnswers()
-    if generate:
-        ans.texts = generate_answers(vlm, samples, max_new_tokens, batch_size)
-        ans.pope = parse_answers(ans.texts, "pope")
-        ans.strict = parse_answers(ans.texts, "strict")
-    if first_token:
-        m = first_token_margins(vlm, samples, batch_size)
-        ans.first_token = (m > 0).long().tolist()
-        ans.first_token_margin = m.tolist()
-    return ans

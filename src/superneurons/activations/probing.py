@@ -1,0 +1,182 @@
+"""The probe driver (Alg. 1 line 3): capture a sample list's activations into a resumable store.
+
+`probe(vlm, samples, out_dir)` validates the samples' images up front, writes the manifest, then
+captures shard after shard (`superneurons.activations.extract.capture_batches`), each written
+atomically (`superneurons.activations.store`). Running it again with the same arguments resumes after
+the last whole shard; a store of another model, template, token, layer set, dtype or sample list
+in the same folder is refused.
+
+Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) each process probes its contiguous slice
+into `out/rank-0000r/` and rank 0 merges the manifests (`probe_distributed`, with the helpers of
+`superneurons.activations.distributed`), so the result reads like a single-process store.
+
+    >>> store = probe(vlm, load_samples("probe.jsonl"), "acts/", exit_layer=7)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from superneurons.activations import distributed as dist
+from superneurons.activations.extract import capture_batches
+from superneurons.activations.prefill import resolve_layers
+from superneurons.activations.store import (
+    DTYPES,
+    FORMAT_VERSION,
+    ActivationStore,
+    check_same_run,
+    read_manifest,
+    shard_header,
+    write_shard,
+)
+from superneurons.config import CaptureConfig, configure
+from superneurons.constants import MANIFEST_NAME, RANK_DIR, SHARD_PATTERN, __version__
+from superneurons.data.samples import check_both_classes, validate_samples
+from superneurons.errors import DataError, StoreError
+from superneurons.utils.files import write_json
+from superneurons.utils.progress import progress as progress_bar
+
+if TYPE_CHECKING:
+    from superneurons.data.samples import Sample
+    from superneurons.models.base import VLM
+
+OnShard = Callable[[int, Path], None]
+
+
+def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, config: CaptureConfig | None = None, *,
+          progress: bool = True, on_shard: OnShard | None = None, rank_split: bool = True,
+          **options: Any) -> ActivationStore:
+    """Capture activations of `samples` into a resumable store at `out_dir`; return it opened.
+
+    Settings: `config` and/or `CaptureConfig` fields as keywords (`token`, `layers`, `exit_layer`,
+    `batch_size`, `max_new_tokens`, `dtype` of the stored values, `shard_size`, `skip_bad`,
+    `prefix_reuse`, `require_labels`). Images are validated up front: a bad one raises a DataError
+    naming the sample, or with `skip_bad` is skipped and listed in the manifest's `skipped`.
+    `on_shard(index, path)` is called after each shard is committed. Under a launcher with several
+    processes and `rank_split`, each process probes its slice (`probe_distributed`).
+    """
+    cfg = configure(CaptureConfig, config, options)
+    if rank_split and dist.dist_info().distributed:
+        return probe_distributed(vlm, samples, out_dir, cfg, progress=progress, on_shard=on_shard)
+    return _probe_local(vlm, samples, Path(out_dir), cfg, progress, on_shard)
+
+
+def _probe_local(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureConfig, progress: bool,
+                 on_shard: OnShard | None) -> ActivationStore:
+    try:
+        chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from exc
+    good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels)
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp-*"):  # leftovers of a killed write
+        tmp.unlink(missing_ok=True)
+
+    n = len(good)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "library_version": __version__,
+        "model": vlm.name_or_path, "family": vlm.family, "fingerprint": vlm.fingerprint,
+        "prompt_template": vlm.prompt_template, "token": cfg.token,
+        "max_new_tokens": cfg.max_new_tokens if cfg.token == "last" else None,
+        "layers": chosen, "exit_layer": stop, "hidden_size": vlm.hidden_size, "dtype": cfg.dtype,
+        "shard_size": cfg.shard_size, "num_samples": n,
+        "ids": [s.id for s in good], "labels": [s.label for s in good],
+        "skipped": [{"id": sid, "reason": why} for sid, why in skipped],
+        "shards": [], "complete": False, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path = out / MANIFEST_NAME
+    if path.is_file():
+        old = read_manifest(out)
+        check_same_run(old, manifest, out)
+        manifest["created"] = old.get("created", manifest["created"])
+    elif any(out.glob("shard-*.safetensors")):
+        raise StoreError(f"{out} holds shard files but no {MANIFEST_NAME}; it is not a store this library "
+                         "can resume: delete the folder or choose another --out")
+
+    bounds = [(i, s, min(s + cfg.shard_size, n)) for i, s in enumerate(range(0, n, cfg.shard_size))]
+    todo: list[tuple[int, int, int]] = []
+    for i, start, end in bounds:
+        file = out / SHARD_PATTERN.format(i)
+        header = shard_header(file) if file.is_file() else None
+        if header == (start, end, [end - start, len(chosen), vlm.hidden_size]):
+            manifest["shards"].append({"file": SHARD_PATTERN.format(i), "start": start, "stop": end})
+        else:
+            todo.append((i, start, end))
+    manifest["complete"] = not todo
+    write_json(path, manifest)
+
+    done = n - sum(e - s for _, s, e in todo)
+    with progress_bar(f"probe: {cfg.token} token, {len(chosen)} layers", n, enabled=progress and bool(todo),
+                      completed=done, transient=False) as advance:
+        for i, start, end in todo:
+            parts = []
+            for acts in capture_batches(vlm, good[start:end], cfg):
+                parts.append(acts)
+                advance(acts.shape[0])
+            full = torch.cat(parts, dim=0)
+            stored = full.to(DTYPES[cfg.dtype])
+            if not bool(torch.isfinite(stored).all()) and bool(torch.isfinite(full).all()):
+                raise StoreError(f"activations of samples {start}..{end - 1} overflow {cfg.dtype}; "
+                                 "rerun with --dtype float32 into a new --out")
+            shard = out / SHARD_PATTERN.format(i)
+            write_shard(shard, stored, start, end)
+            manifest["shards"].append({"file": shard.name, "start": start, "stop": end})
+            manifest["shards"].sort(key=lambda d: d["start"])
+            manifest["complete"] = len(manifest["shards"]) == len(bounds)
+            manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            write_json(path, manifest)
+            if on_shard is not None:
+                on_shard(i, shard)
+    return ActivationStore(out)
+
+
+def probe_distributed(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, config: CaptureConfig | None = None,
+                      *, info: dist.DistInfo | None = None, progress: bool = True, on_shard: OnShard | None = None,
+                      **options: Any) -> ActivationStore:
+    """`probe` for one rank of a job; every rank returns the merged store.
+
+    Every rank must be given the same `samples` and settings. Only rank 0 shows a progress bar. In a
+    single process this is `probe`.
+    """
+    cfg = configure(CaptureConfig, config, options)
+    info = info or dist.init_distributed()
+    out = Path(out_dir)
+    if not info.distributed:
+        return _probe_local(vlm, samples, out, cfg, progress, on_shard)
+    if not samples:
+        raise DataError("probe got no samples; pass at least one Sample")
+    if cfg.require_labels:
+        check_both_classes(samples)
+    out.mkdir(parents=True, exist_ok=True)
+    dist.check_top(out, info.world_size)
+    dist.all_gather(None, info)  # every rank checked the folder before rank 0 marks it
+    if info.is_main:
+        dist.write_placeholder(out, vlm, len(samples), info.world_size, cfg.dtype)
+    lo, hi = dist.rank_slice(len(samples), info.rank, info.world_size)
+    try:
+        if hi > lo:
+            rank_cfg = configure(CaptureConfig, cfg, {"require_labels": False})
+            _probe_local(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), rank_cfg,
+                         progress and info.is_main, on_shard)
+    except Exception as exc:
+        dist.all_gather(f"{type(exc).__name__}: {exc}", info)
+        raise
+    failed = [(r, e) for r, e in enumerate(dist.all_gather(None, info)) if e is not None]
+    if failed:
+        raise StoreError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
+                         + ". Fix it and run the same command again: finished shards are kept")
+    merge_error: str | None = None
+    if info.is_main:
+        try:
+            dist.merge_rank_stores(out, info.world_size, len(samples))
+        except Exception as exc:
+            merge_error = f"{type(exc).__name__}: {exc}"
+    merge_error = dist.all_gather(merge_error, info)[0]
+    if merge_error is not None:
+        raise StoreError(f"rank 0 could not merge the rank stores: {merge_error}")
+    return ActivationStore(out)

@@ -1,0 +1,24 @@
+"""Inference (Alg. 2): answer yes/no from a few Super Neuron activations, with early exit at L*.
+
+| module | owns |
+|---|---|
+| aggregation.py | vote / mean / fraction of the K SN activations, the agreement rate (eq. 7) |
+| classifier.py | `SuperNeuronClassifier` (save / load / predict), `fit_classifier`, prediction files |
+| cascade.py | SNs when sure, the same forward resumed to the model's answer when not |
+| answer.py | `predict`: the classifier, or the cascade when a margin is set |
+"""
+
+from superneurons.inference.aggregation import aggregate, agreement_rate, sn_margins, sn_votes
+from superneurons.inference.answer import predict
+from superneurons.inference.cascade import CascadeOutput, calibrate_cascade, cascade_predict
+from superneurons.inference.classifier import (
+    ClassifierOutput,
+    FitResult,
+    SuperNeuronClassifier,
+    fit_classifier,
+    write_predictions,
+)
+
+__all__ = ["CascadeOutput", "ClassifierOutput", "FitResult", "SuperNeuronClassifier", "aggregate",
+           "agreement_rate", "calibrate_cascade", "cascade_predict", "fit_classifier", "predict", "sn_margins",
+           "sn_votes", "write_predictions"]

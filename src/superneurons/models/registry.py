@@ -1,0 +1,43 @@
+"""Family adapters by `config.model_type`: `register_adapter` (a class decorator) and `get_adapter`.
+
+A model type without a dedicated adapter loads through the `VLM` base class itself (the generic
+path: `AutoModelForImageTextToText` + `AutoProcessor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from superneurons.errors import ModelError
+from superneurons.models.base import VLM
+
+_ADAPTERS: dict[str, type[VLM]] = {"auto": VLM}  # "auto": the generic path
+
+
+def register_adapter(*model_types: str) -> Callable[[type[VLM]], type[VLM]]:
+    """Class decorator: use this adapter for configs whose `model_type` is one of `model_types`."""
+
+    def deco(cls: type[VLM]) -> type[VLM]:
+        for mt in model_types:
+            _ADAPTERS[mt] = cls
+        return cls
+
+    return deco
+
+
+def adapter_names() -> list[str]:
+    """The model types with a dedicated adapter, and "auto" (the generic path every other type takes)."""
+    return sorted(_ADAPTERS)
+
+
+def get_adapter(model_type: str, strict: bool = False) -> type[VLM]:
+    """The adapter class for a `config.model_type`; unknown types fall back to the generic `VLM`.
+
+    With `strict=True` an unknown type raises a ModelError listing the known ones.
+    """
+    if model_type in _ADAPTERS:
+        return _ADAPTERS[model_type]
+    if strict:
+        raise ModelError(f"no adapter for model_type {model_type!r}; known: {', '.join(adapter_names())} "
+                         "(other image-text-to-text models load through the generic 'auto' adapter)")
+    return VLM

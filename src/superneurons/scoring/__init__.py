@@ -1,0 +1,16 @@
+"""Scoring (Alg. 1 lines 5-6): every neuron as a one-scalar yes/no classifier, exact counts to metrics.
+
+| module | owns |
+|---|---|
+| metrics.py | accuracy / precision / recall / F1 from counts (eqs. 8-11), on neurons and on answers |
+| counting.py | exact per-neuron confusion counts of `H > alpha` |
+| pool.py | the near-best neurons kept for the SNt sweep |
+| neurons.py | `score_neurons` / `probe_neurons` / `alpha_sweep`: one streamed pass over a tensor or store |
+"""
+
+from superneurons.constants import METRICS
+from superneurons.scoring.metrics import binary_metrics, confusion_counts, metrics_from_counts
+from superneurons.scoring.neurons import NeuronScores, Probe, alpha_sweep, probe_neurons, score_neurons
+
+__all__ = ["METRICS", "NeuronScores", "Probe", "alpha_sweep", "binary_metrics", "confusion_counts",
+           "metrics_from_counts", "probe_neurons", "score_neurons"]

@@ -1,0 +1,1 @@
+"""Small helpers every step shares: atomic file writes, progress bars, optional dependencies."""

@@ -1,0 +1,31 @@
+"""Atomic file writes: a file is written to a temporary name beside it and moved into place with
+`os.replace`, so a killed run leaves either the old file or the whole new one, never half of it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TMP_PATTERN = ".{name}.tmp-{pid}"  #: the temporary name a write goes through (`.{name}.tmp-{pid}`)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file and `os.replace`; return the path."""
+    path = Path(path)
+    tmp = path.with_name(TMP_PATTERN.format(name=path.name, pid=os.getpid()))
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
+    """`obj` as JSON (UTF-8, a final newline), written atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
