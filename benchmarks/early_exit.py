@@ -5,8 +5,8 @@
     python benchmarks/early_exit.py --skip-large          # without the 32-layer model
 
 For each model: one prepared batch, one process, every method timed in interleaved runs
-(`superneurons.bench.run_bench`), printed as ms per sample and ratios. The large model is a random
-`LlavaForConditionalGeneration` built with `superneurons.models.factory` (32 decoder layers, hidden
+(`superneurons.evaluation.bench.run_bench`), printed as ms per sample and ratios. The large model is a random
+`LlavaForConditionalGeneration` built with `superneurons.testing.factory` (32 decoder layers, hidden
 1024, 144 image tokens), to show how the speed-up of exiting after layer 1 grows with depth.
 
 Targets (on 2 CPU cores): at L* = 1 on the 32-layer model, >= 10x vs generate(1) and >= 40x vs

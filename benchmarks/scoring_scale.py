@@ -1,6 +1,6 @@
 """Scoring at the paper's scale: N=3000 x L=32 x D=4096 fp16 activations from an on-disk store.
 
-Writes a random fp16 activation store (the `superneurons.store` layout: manifest.json + sample
+Writes a random fp16 activation store (the `superneurons.activations.store` layout: manifest.json + sample
 shards), then in a fresh process measures:
 - the time to read the store once (`iter_layer_chunks`, the same chunks scoring reads),
 - the time of `probe_neurons` (accuracy, precision, recall, F1 of every neuron, streamed over the

@@ -5,7 +5,8 @@ from __future__ import annotations
 from report_fixtures import fake_results
 from rich.console import Console
 
-from superneurons.report.tables import Cell, Row, Table, bench_table, mark_best, pct, table1, table2, table5
+from superneurons.report.tables import bench_table, table1, table2, table5
+from superneurons.report.tabular import Cell, Row, Table, mark_best, pct
 
 
 def _row(t: Table, group: str, method: str) -> Row:

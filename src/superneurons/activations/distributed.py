@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from superneurons.activations.store import FORMAT_VERSION, read_manifest, same_field
 from superneurons.constants import MANIFEST_NAME, RANK_DIR, __version__
 from superneurons.errors import StoreError
-from superneurons.utils.files import write_json
+from superneurons.utils.files import read_json, write_json
 
 if TYPE_CHECKING:
     from superneurons.models.base import VLM
@@ -159,16 +159,14 @@ def all_gather(obj: Any, info: DistInfo) -> list[Any]:
 
 
 def check_top(out: Path, world_size: int) -> None:
+    """Refuse to run a `world_size`-process probe into a folder written by another number of processes."""
     path = out / MANIFEST_NAME
     if not path.is_file():
         if any(out.glob("shard-*.safetensors")):
             raise StoreError(f"{out} holds single-process shard files; a distributed probe cannot resume it: "
                              "choose another --out or run without torchrun")
         return
-    try:
-        top = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON ({exc}); delete the folder or choose another --out") from exc
+    top = read_json(path, StoreError, "delete the folder or choose another --out")
     was = top.get("world_size")
     if was is None:
         raise StoreError(f"{out} holds a single-process store; resume it without torchrun, or choose another "

@@ -66,8 +66,8 @@ def group_by_image(samples: Sequence[Sample]) -> list[list[int]]:
 def prefix_reuse_support(vlm: VLM) -> tuple[bool, str]:
     """(whether the prompt puts the image before the question, a sentence saying so)."""
     template = vlm.prompt_template
-    marker = vlm.image_token()
-    if vlm.image_token_id() is None:
+    marker = vlm.image_placeholder()
+    if vlm.image_placeholder_id() is None:
         return False, (f"{vlm.name_or_path}: cannot tell which token is the image placeholder; "
                        "prefix reuse is off, using the plain path")
     if marker is None or marker not in template:
@@ -99,7 +99,7 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     """float32 [n, len(chosen), D] for one image's samples via a shared prefix, or None if none is shared."""
     from transformers import DynamicCache
 
-    image_id = vlm.image_token_id()
+    image_id = vlm.image_placeholder_id()
     if image_id is None:
         return None
     enc = vlm.prepare(group)

@@ -23,7 +23,6 @@ never read whole to get a few layers. Never pickled.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import torch
 from superneurons.constants import MANIFEST_NAME
 from superneurons.errors import StoreError
 from superneurons.models.fingerprint import describe, same_fingerprint
-from superneurons.utils.files import atomic_write_bytes
+from superneurons.utils.files import atomic_write_bytes, read_json
 
 ACTIVATIONS_KEY = "activations"
 RANGE_KEY = "sample_range"
@@ -73,10 +72,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise StoreError(f"{directory} has no {MANIFEST_NAME}: not an activation store; "
                          "create one with `superneurons probe --out DIR`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON ({exc}); the store is damaged: probe again into a new folder") from exc
+    manifest = read_json(path, StoreError, "the store is damaged: probe again into a new folder")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise StoreError(f"{path}: store format {manifest.get('format_version')!r} is not {FORMAT_VERSION}; "
                          "probe again with this library version")

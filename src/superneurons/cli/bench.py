@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.constants import MAX_NEW_TOKENS
+
 
 def bench_command(
     model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder."),
@@ -25,7 +27,7 @@ def bench_command(
                                                  "exiting after this layer (repeatable; default 1)."),
     k: int = typer.Option(16, "--k", help="Neurons in a timing-only SN set."),
     batch_size: int = typer.Option(4, "--batch-size", help="Samples in the timed batch."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget (paper: 128)."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget (paper: 128)."),
     repeats: int = typer.Option(3, "--repeats", help="Timed runs per method (median reported)."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed runs per method first."),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="Time the generate() rows."),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.constants import MAX_NEW_TOKENS
+
 
 def demo_command(
     out: Path = typer.Option(Path("superneurons_demo"), "--out", "-o", help="Output folder (created)."),
@@ -29,7 +31,7 @@ def demo_command(
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="Run the cascade sweep on presence."),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Run the runtime comparison."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget of the model baseline."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget of the model baseline."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
 ) -> None:

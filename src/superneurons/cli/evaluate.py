@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.constants import MAX_NEW_TOKENS
+
 
 def evaluate_command(
     classifier: Path = typer.Option(..., "--classifier", "-c", help="Folder written by `superneurons select`."),
@@ -22,7 +24,7 @@ def evaluate_command(
     data: Path = typer.Option(..., "--data", "-d", help="Labelled JSONL/JSON of {id, image, question, label}."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the metrics as JSON here."),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="Run the (slow) generation baseline."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget (paper: 128)."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget (paper: 128)."),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
@@ -36,12 +38,14 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
+    from superneurons.config import InferConfig
     from superneurons.data.samples import load_samples
     from superneurons.errors import DataError
     from superneurons.evaluation.compare import evaluate
     from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models import load_model
 
+    config = InferConfig(batch_size=batch_size, strict=strict, cascade_margin=cascade_margin)
     clf = SuperNeuronClassifier.load(classifier)
     samples = load_samples(data)
     if limit is not None:
@@ -51,8 +55,9 @@ def evaluate_command(
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
-    result = evaluate(clf, vlm, samples, batch_size=batch_size, generate=generate, max_new_tokens=max_new_tokens,
-                      strict=strict, progress=True, keep_answers=answers, cascade_margin=cascade_margin)
+    result = evaluate(clf, vlm, samples, batch_size=config.batch_size, generate=generate,
+                      max_new_tokens=max_new_tokens, strict=config.strict, progress=True, keep_answers=answers,
+                      cascade_margin=config.cascade_margin)
     console = Console()
     c = result["classifier"]
     table = Table(title=f"{result['n']} samples; SNs: K={c['k']}, L*={c['exit_layer']} of {result['num_layers']}")

@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from superneurons.constants import ALPHA, MAX_NEW_TOKENS, SNT_DEPTH, SNT_STEP
+
 
 def _ints(spec: str | None, what: str) -> tuple[int, ...] | None:
     if spec is None:
@@ -81,13 +83,13 @@ def experiment_command(
     tokens: str = typer.Option("first,last", "--tokens", help="token: positions to compare."),
     metric: str = typer.Option("accuracy", "--metric", help="Metric SNs are optimised for (all but `metric`)."),
     token: str = typer.Option("first", "--token", help="Activation position: first or last."),
-    alpha: float = typer.Option(0.0, "--alpha", help="Activation threshold (paper: 0)."),
-    step: float = typer.Option(0.01, "--step", help="SNt sweep step (0.01 LLaVA, 0.001 Qwen)."),
-    depth: float = typer.Option(0.03, "--depth", help="SNt sweep depth below the best neuron."),
+    alpha: float = typer.Option(ALPHA, "--alpha", help="Activation threshold (paper: 0)."),
+    step: float = typer.Option(SNT_STEP, "--step", help="SNt sweep step (0.01 LLaVA, 0.001 Qwen)."),
+    depth: float = typer.Option(SNT_DEPTH, "--depth", help="SNt sweep depth below the best neuron."),
     balanced: int | None = typer.Option(None, "--balanced", help="Use a balanced subset of N probing samples."),
     val_limit: int | None = typer.Option(None, "--val-limit", help="Use a random subset of N validation samples."),
     batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget of the model baseline."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget of the model baseline."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write the figure (needs matplotlib)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),

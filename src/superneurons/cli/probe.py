@@ -16,6 +16,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.constants import MAX_NEW_TOKENS
+
 
 def probe_command(
     model: str = typer.Option(..., "--model", "-m", help="Hub id (llava-hf/llava-1.5-7b-hf) or local folder."),
@@ -34,7 +36,7 @@ def probe_command(
                               "(independent of --model-dtype)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Generation budget for --token last."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget for --token last."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in the manifest)."),
     device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a model larger than one "
                                           "GPU over all GPUs (accelerate); --device is then ignored."),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.constants import ALPHA, SNT_DEPTH, SNT_STEP
+
 
 def select_command(
     acts: Path = typer.Option(..., "--acts", "-a", help="Activation store folder written by `superneurons probe`."),
@@ -21,12 +23,12 @@ def select_command(
     snt: float | None = typer.Option(None, "--snt", help="Keep neurons scoring > SNt (a fraction, e.g. 0.92)."),
     top_k: int | None = typer.Option(None, "--top-k", help="Keep at most the K best neurons."),
     max_layer: int | None = typer.Option(None, "--max-layer", help="Only layers <= L (earlier exit)."),
-    alpha: float = typer.Option(0.0, "--alpha", help="Activation threshold (paper: 0)."),
+    alpha: float = typer.Option(ALPHA, "--alpha", help="Activation threshold (paper: 0)."),
     polarity: str = typer.Option("positive", "--polarity", help="positive (paper) or both (also H <= alpha)."),
     per_neuron_alpha: bool = typer.Option(False, "--per-neuron-alpha", help="Fit each neuron's threshold."),
     aggregation: str = typer.Option("mean", "--aggregation", help="mean, vote or fraction."),
-    step: float = typer.Option(0.01, "--step", help="SNt sweep step (0.01 = 1 point, 0.001 = 0.1 point)."),
-    depth: float = typer.Option(0.03, "--depth", help="SNt sweep depth below the best neuron (0.03 = 3 points)."),
+    step: float = typer.Option(SNT_STEP, "--step", help="SNt sweep step (0.01 = 1 point, 0.001 = 0.1 point)."),
+    depth: float = typer.Option(SNT_DEPTH, "--depth", help="SNt sweep depth below the best neuron (0.03 = 3 points)."),
     choose_by: str | None = typer.Option(None, "--choose-by", help="Sweep column that picks SNt "
                                          "(default: <aggregation>_<metric>)."),
     chunk_layers: int = typer.Option(4, "--chunk-layers", help="Layers read per chunk (memory vs speed)."),

@@ -10,7 +10,6 @@ malformed record) raises `DataError` naming the file, the record and what was ex
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 from superneurons.data.samples import Sample
 from superneurons.errors import DataError
+from superneurons.utils.files import read_json as _read_json
 
 SPLITS = ("train", "val")
 
@@ -109,11 +109,8 @@ def find_dir(root: Path, candidates: Sequence[str], override: str | Path | None,
 
 
 def read_json(path: Path, dataset: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{dataset}: {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                        "re-download the annotation file") from exc
+    """A dataset's JSON annotation file; a damaged one raises a DataError naming the dataset and file."""
+    return _read_json(path, DataError, "re-download the annotation file", prefix=f"{dataset}: ")
 
 
 def sniff_format(obj: Any) -> str | None:

@@ -30,8 +30,6 @@ from superneurons.data._common import LoadStats
 from superneurons.data.samples import NO, YES, Sample, balanced_sample, write_samples
 from superneurons.errors import DataError
 
-PAPER_PROBE_SIZE = 3000
-
 
 @dataclass(frozen=True)
 class LoadOptions:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.activations.trace import verify_resume
+from superneurons.constants import Aggregation
 from superneurons.errors import DataError
 from superneurons.inference.cascade import cascade_predict, check_cascade, check_margin
 
@@ -31,7 +32,7 @@ DEFAULT_MARGINS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(11)
 
 
 def cascade_sweep(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample],
-                  margins: Sequence[float] = DEFAULT_MARGINS, batch_size: int = 8, aggregation: str | None = None,
+                  margins: Sequence[float] = DEFAULT_MARGINS, batch_size: int = 8, aggregation: Aggregation | None = None,
                   strict: bool = True, progress: bool = False, verify: bool = True,
                   temperature: float | None = None, repeats: int = 1) -> list[dict[str, Any]]:
     """One row per margin (ascending, with 0 = SNs only and 0.5 = the model only always included):

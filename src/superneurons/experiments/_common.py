@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from superneurons.config import CaptureConfig, SelectConfig
-from superneurons.constants import MAX_NEW_TOKENS, METRICS, SNT_DEPTH, SNT_STEP
+from superneurons.constants import MAX_NEW_TOKENS, METRICS, SNT_DEPTH, SNT_STEP, Metric, Token
 from superneurons.errors import DataError
 from superneurons.scoring.metrics import binary_metrics
 from superneurons.utils.optional import require_matplotlib as _require_matplotlib
@@ -84,9 +84,9 @@ class ExperimentOptions:
     `store_dtype`: how cached activations are stored.
     """
 
-    token: str = "first"
+    token: Token = "first"
     alpha: float = 0.0
-    metric: str = "accuracy"
+    metric: Metric = "accuracy"
     step: float = SNT_STEP
     depth: float = SNT_DEPTH
     batch_size: int = 8

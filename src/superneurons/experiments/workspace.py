@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from superneurons.activations.probing import probe
-from superneurons.constants import ANSWER_AGGREGATIONS
+from superneurons.constants import ANSWER_AGGREGATIONS, Aggregation, Metric, Token
 from superneurons.errors import DataError
 from superneurons.evaluation.baselines import generate_answers, parse_answers
 from superneurons.experiments._common import ExperimentOptions, labels_of, metric_row
@@ -79,7 +79,7 @@ def sn_activations(clf: SuperNeuronClassifier, store: Any) -> Tensor:
     return clf.sns.gather(store.read(clf.layers_needed)).float()
 
 
-def sn_predictions(clf: SuperNeuronClassifier, store: Any, aggregation: str | None = None) -> Tensor:
+def sn_predictions(clf: SuperNeuronClassifier, store: Any, aggregation: Aggregation | None = None) -> Tensor:
     """LongTensor[N] of 1/0 answers of the SNs on a store's samples (Alg. 2 on stored activations)."""
     return clf.predict_from_acts(sn_activations(clf, store), aggregation).preds
 
@@ -153,7 +153,7 @@ class Workspace:
         return [self.vlm.fingerprint.get("config_hash"), self.vlm.prompt_template, str(self.vlm.dtype),
                 self.vlm.fingerprint.get("weights")]
 
-    def store(self, samples: Sequence[Sample], token: str | None = None) -> ActivationStore:
+    def store(self, samples: Sequence[Sample], token: Token | None = None) -> ActivationStore:
         """The activation store of `samples` (all layers) at `token`, captured once and cached."""
         token = token or self.options.token
         key = samples_key(samples, *self._model_key(), token, self.options.max_new_tokens, self.options.store_dtype)
@@ -181,18 +181,18 @@ class Workspace:
         self._answers[key] = run
         return run
 
-    def fit(self, source: Any, metric: str | None = None, aggregation: str = "mean",
+    def fit(self, source: Any, metric: Metric | None = None, aggregation: Aggregation = "mean",
             max_layer: int | None = None) -> FitResult:
         """Alg. 1 with the SNt sweep (`fit_classifier`) on a store or `StoreView`."""
         o = self.options
         return fit_classifier(source, metric=metric or o.metric, alpha=o.alpha, aggregation=aggregation,
                               step=o.step, depth=o.depth, max_layer=max_layer)
 
-    def fit_both(self, source: Any, metric: str | None = None) -> dict[str, FitResult]:
+    def fit_both(self, source: Any, metric: Metric | None = None) -> dict[str, FitResult]:
         """`fit` once per aggregation (mean, vote): each picks its own SNt on the probing set."""
         return {how: self.fit(source, metric=metric, aggregation=how) for how in ANSWER_AGGREGATIONS}
 
-    def sn_rows(self, probe_source: Any, val_store: Any, labels: Tensor, metric: str | None = None,
+    def sn_rows(self, probe_source: Any, val_store: Any, labels: Tensor, metric: Metric | None = None,
                 **cols: Any) -> list[dict[str, Any]]:
         """Fit SNs on `probe_source` for each aggregation and score them on `val_store`: two rows
         ("SNs (mean)", "SNs (vote)") with the metrics, SNt, K and L*."""

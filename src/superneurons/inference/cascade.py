@@ -44,7 +44,7 @@ from torch import Tensor
 
 from superneurons.activations.store import ActivationStore
 from superneurons.activations.trace import LayerTrace, check_resumable, resume
-from superneurons.constants import AGGREGATIONS
+from superneurons.constants import AGGREGATIONS, Aggregation
 from superneurons.errors import DataError
 from superneurons.inference.aggregation import aggregate, sn_margins, sn_votes
 from superneurons.inference.classifier import ClassifierOutput
@@ -140,7 +140,7 @@ class CascadeOutput(ClassifierOutput):
 
 # ---- SN score ----------------------------------------------------------------------------------
 def cascade_score(acts: Tensor, alpha: float | Tensor = 0.0, rule: Tensor | None = None,
-                  aggregation: str = "mean", temperature: float | None = None) -> Tensor:
+                  aggregation: Aggregation = "mean", temperature: float | None = None) -> Tensor:
     """float32 [N] in [0, 1]: how strongly the SNs say yes (0.5: evenly split).
 
     `vote`/`fraction`: the share of SNs voting yes. `mean` with a `temperature` T:
@@ -223,7 +223,7 @@ def calibrate_cascade(clf: SuperNeuronClassifier, store: Any) -> float:
     return t
 
 
-def resolve_score(clf: SuperNeuronClassifier, aggregation: str | None = None,
+def resolve_score(clf: SuperNeuronClassifier, aggregation: Aggregation | None = None,
                   temperature: float | None = None) -> tuple[str, float | None, str]:
     """(aggregation, temperature or None, a description of the score) for a cascade run: the
     temperature is the one given, else the classifier's calibrated one (mean aggregation only)."""
@@ -252,7 +252,7 @@ def check_cascade(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample
 
 
 def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], margin: float,
-                    batch_size: int = 8, aggregation: str | None = None, strict: bool = True,
+                    batch_size: int = 8, aggregation: Aggregation | None = None, strict: bool = True,
                     progress: bool = False, slice_rows: bool = True, *,
                     temperature: float | None = None) -> CascadeOutput:
     """Answer each sample from its SNs, deferring those with |s - 0.5| < `margin` to the model.

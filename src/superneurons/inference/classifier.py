@@ -27,13 +27,22 @@ from torch import Tensor
 from superneurons.activations.extract import capture
 from superneurons.activations.store import ActivationStore
 from superneurons.config import ScoreConfig, SelectConfig, configure, split_options
-from superneurons.constants import AGGREGATIONS, CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, TOKENS, __version__
+from superneurons.constants import (
+    AGGREGATIONS,
+    CLASSIFIER_CONFIG,
+    CLASSIFIER_WEIGHTS,
+    TOKENS,
+    Aggregation,
+    Token,
+    __version__,
+)
 from superneurons.errors import DataError, ModelError
 from superneurons.inference.aggregation import aggregate
 from superneurons.models.fingerprint import same_weights
 from superneurons.models.loading import load_model
 from superneurons.selection.driver import fit
 from superneurons.selection.sets import SuperNeurons
+from superneurons.utils.files import read_json
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -60,8 +69,8 @@ class SuperNeuronClassifier:
     sns: SuperNeurons
     fingerprint: dict[str, Any]
     prompt_template: str
-    token: str = "first"
-    aggregation: str = "mean"
+    token: Token = "first"
+    aggregation: Aggregation = "mean"
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +86,7 @@ class SuperNeuronClassifier:
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_store(cls, sns: SuperNeurons, store: Any, aggregation: str = "mean",
+    def from_store(cls, sns: SuperNeurons, store: Any, aggregation: Aggregation = "mean",
                    meta: dict[str, Any] | None = None) -> SuperNeuronClassifier:
         """Wrap `sns` with the model fingerprint, prompt template and token of the store they came from."""
         m = store.manifest if hasattr(store, "manifest") else store
@@ -149,14 +158,14 @@ class SuperNeuronClassifier:
                        batch_size=batch_size, progress=progress)
         return self.sns.gather(acts)
 
-    def predict_from_acts(self, acts: Tensor, aggregation: str | None = None) -> ClassifierOutput:
+    def predict_from_acts(self, acts: Tensor, aggregation: Aggregation | None = None) -> ClassifierOutput:
         """Aggregate SN activations [N, K] (columns in `sns` order) into predictions and scores."""
         if acts.dim() != 2 or acts.shape[1] != self.sns.k:
             raise DataError(f"SN activations must be [N, {self.sns.k}], got {list(acts.shape)}")
         preds, scores = aggregate(acts, aggregation or self.aggregation, self.sns.alpha, self.sns.rule)
         return ClassifierOutput(preds=preds, scores=scores, acts=acts.float())
 
-    def predict(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, aggregation: str | None = None,
+    def predict(self, vlm: VLM, samples: Sequence[Sample], batch_size: int = 8, aggregation: Aggregation | None = None,
                 progress: bool = False, strict: bool = True) -> ClassifierOutput:
         """Answer each sample from its SN activations (Alg. 2) with early exit at L*.
 
@@ -215,10 +224,7 @@ class SuperNeuronClassifier:
             if not p.is_file():
                 raise DataError(f"{d} has no {p.name}: not a classifier folder; create one with "
                                 "`superneurons select --out DIR`")
-        try:
-            cfg = json.loads(config.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{config} is not valid JSON ({exc}); select again to rewrite it") from exc
+        cfg = read_json(config, DataError, "select again to rewrite it")
         if cfg.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{config}: classifier format {cfg.get('format_version')!r} is not {FORMAT_VERSION}; "
                             "select again with this library version")
@@ -252,7 +258,7 @@ class FitResult:
 
 
 def fit_classifier(store: Any, select: SelectConfig | None = None, score: ScoreConfig | None = None, *,
-                   aggregation: str = "mean", **options: Any) -> FitResult:
+                   aggregation: Aggregation = "mean", **options: Any) -> FitResult:
     """Alg. 1 on an activation store (`selection.fit`), wrapped as a classifier.
 
     Settings: `select` / `score` configs and/or their fields as keywords (`metric`, `snt`, `top_k`,

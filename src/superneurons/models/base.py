@@ -7,7 +7,7 @@ pipeline needs to know about a model family is a method or attribute here, so no
 - prompts: `messages`, `build_prompt`, `prompt_template` (the chat template with `{question}`);
 - inputs: `prepare(samples)` / `encode(texts, images)` (left padded, the forward's keys only);
 - structure: `decoder_layers`, `language_model`, `final_norm`, `lm_head`, `attention_output(i)`;
-- tokens: `yes_no_token_ids`, `yes_no_margin`, `media_token_ids`, `image_token_id`,
+- tokens: `yes_no_token_ids`, `yes_no_margin`, `media_token_ids`, `image_placeholder_id`,
   `count_image_tokens`;
 - resuming a stopped forward: `layer_replay()` (what the language model adds between layers,
   e.g. Qwen3-VL's DeepStack features) and `layer_kwarg_batch_dim` (how a layer argument is
@@ -176,23 +176,23 @@ class VLM:
         ids = {getattr(cfg, k, None) for k in MEDIA_TOKEN_KEYS}
         return sorted(i for i in ids if isinstance(i, int) and i >= 0)
 
-    def image_token(self) -> str | None:
+    def image_placeholder(self) -> str | None:
         """The image placeholder as it appears in prompts (e.g. `<image>`), if the processor says."""
         tok = getattr(self.processor, "image_token", None)
         return tok if isinstance(tok, str) and tok else None
 
-    def image_token_id(self) -> int | None:
+    def image_placeholder_id(self) -> int | None:
         """The id of the image placeholder token, from the config or the processor; None if unknown."""
         for name in IMAGE_TOKEN_KEYS:
             value = getattr(self.model.config, name, None)
             if isinstance(value, int):
                 return value
-        tok = self.image_token()
+        tok = self.image_placeholder()
         return self.tokenizer.convert_tokens_to_ids(tok) if tok else None
 
     def count_image_tokens(self, input_ids: torch.Tensor) -> int:
         """Image placeholder tokens in the first row of `input_ids` (0 if the id is unknown)."""
-        tok = self.image_token_id()
+        tok = self.image_placeholder_id()
         return 0 if tok is None else int((input_ids[0] == tok).sum())
 
     def yes_no_token_ids(self) -> tuple[list[int], list[int]]:

@@ -14,6 +14,7 @@ from superneurons.models.registry import get_adapter
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
     from superneurons.models.base import VLM
 
@@ -54,6 +55,14 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device, config: Any = 
     if isinstance(saved, str):
         saved = getattr(torch, saved, None)
     return saved if saved in (torch.float16, torch.bfloat16, torch.float32) else torch.bfloat16
+
+
+def model_from_config(config: Any) -> PreTrainedModel:
+    """A randomly initialised image-text-to-text model of `config` (the auto class picks the family);
+    tiny test models and benchmarks are built this way."""
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_config(config)
 
 
 def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",

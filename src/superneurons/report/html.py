@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 
 from superneurons.report.document import Bullets, Document, Figure, SimpleTable, inline_html
-from superneurons.report.tables import Table
+from superneurons.report.tabular import Table
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1180px;

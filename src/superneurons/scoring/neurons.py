@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from superneurons.config import QUANTILES as DEFAULT_QUANTILES
-from superneurons.constants import METRICS, POLARITIES, Polarity
+from superneurons.constants import METRICS, POLARITIES, Metric, Polarity
 from superneurons.errors import DataError, StoreError
 from superneurons.scoring.counting import Counter, quantile_thresholds, round_down_threshold
 from superneurons.scoring.metrics import metrics_from_counts
@@ -166,7 +166,7 @@ def _reported_alpha(alpha: Tensor | float, shape: tuple[int, ...]) -> Tensor:
 
 
 def _chunk_scores(counter: Counter, x: Tensor, alpha: Tensor | float, rule: Tensor | None,
-                  polarity: str, per_neuron_alpha: bool, quantiles: Sequence[float],
+                  polarity: Polarity, per_neuron_alpha: bool, quantiles: Sequence[float],
                   rule_metric: str) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
     """Chosen (tp, fp, fn, tn), threshold (float64) and rule (int8) per neuron of one chunk."""
     shape = tuple(x.shape[1:])
@@ -312,7 +312,7 @@ def score_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
 
 
 def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,
-                alphas: Sequence[float] = DEFAULT_ALPHAS, metric: str = "accuracy",
+                alphas: Sequence[float] = DEFAULT_ALPHAS, metric: Metric = "accuracy",
                 chunk_layers: int = DEFAULT_CHUNK_LAYERS) -> list[dict[str, Any]]:
     """Best single-neuron probe score for each alpha (paper Fig. 3a), in one streamed pass.
 

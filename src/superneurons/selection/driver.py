@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor
 
 from superneurons.config import ScoreConfig, SelectConfig
-from superneurons.constants import METRICS
+from superneurons.constants import METRICS, Aggregation, Metric
 from superneurons.scoring.neurons import NeuronScores, Probe, probe_neurons
 from superneurons.selection.sets import SuperNeurons, select_super_neurons
 from superneurons.selection.sweep import choose_snt, snt_sweep
@@ -39,7 +39,7 @@ class Selection:
     probe: Probe
 
 
-def best_single(scores: NeuronScores, metric: str, max_layer: int | None = None) -> dict[str, Any]:
+def best_single(scores: NeuronScores, metric: Metric, max_layer: int | None = None) -> dict[str, Any]:
     """The best single neuron on `metric` (paper Tab. 1): {"layer", "neuron", <each scored metric>}."""
     best = select_super_neurons(scores, metric=metric, top_k=1, max_layer=max_layer)
     layer, neuron = int(best.layers[0]), int(best.neurons[0])
@@ -49,7 +49,7 @@ def best_single(scores: NeuronScores, metric: str, max_layer: int | None = None)
 
 
 def fit(source: Any, select: SelectConfig | None = None, score: ScoreConfig | None = None, *,
-        labels: Tensor | Sequence[int] | None = None, aggregation: str = "mean",
+        labels: Tensor | Sequence[int] | None = None, aggregation: Aggregation = "mean",
         model_preds: Tensor | Sequence[int] | None = None, keep_within: float | None = None) -> Selection:
     """Alg. 1 on `source` (Tensor[N, L, D] or an activation store; `labels` default to the store's).
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from superneurons.constants import METRICS
+from superneurons.constants import METRICS, Metric
 from superneurons.errors import DataError
 from superneurons.scoring.neurons import ALPHA_KEY, RULE_KEY
 
@@ -36,7 +36,7 @@ class SuperNeurons:
     scores: Tensor
     alpha: Tensor
     rule: Tensor
-    metric: str = "accuracy"
+    metric: Metric = "accuracy"
     snt: float | None = None
     top_k: int | None = None
     max_layer: int | None = None

@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from superneurons.models.loading import model_from_config
+from superneurons.models.qwen_vl import image_only_processor
+
 QwenVersion = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 #: Chat template in the format of llava-hf/llava-1.5-*-hf ("USER: <image>\n{q} ASSISTANT:").
@@ -105,11 +108,11 @@ def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vi
     The vocabulary grows to `text_config.vocab_size` if that is larger than the tokenizer's.
     """
     import torch
-    from transformers import AutoModelForImageTextToText, CLIPImageProcessorPil, LlavaConfig, LlavaProcessor
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaProcessor
 
     path = Path(path)
     tok = build_tokenizer(LLAVA_SPECIALS, pad="<pad>", eos="</s>", bos="<s>", chat_template=LLAVA_CHAT_TEMPLATE)
-    image_token_id = tok.convert_tokens_to_ids("<image>")
+    image_id = tok.convert_tokens_to_ids("<image>")
     cfg: dict[str, Any] = {
         "text_config": {"model_type": "llama", "vocab_size": len(tok), "hidden_size": hidden,
                         "intermediate_size": 2 * hidden, "num_hidden_layers": text_layers,
@@ -120,14 +123,14 @@ def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vi
                           "intermediate_size": 2 * vision_hidden, "num_hidden_layers": vision_layers,
                           "num_attention_heads": max(1, vision_hidden // 16), "image_size": image_size,
                           "patch_size": patch_size, "projection_dim": vision_hidden},
-        "image_token_id": image_token_id, "vision_feature_layer": -2,
+        "image_token_id": image_id, "vision_feature_layer": -2,
         "vision_feature_select_strategy": "default", "projector_hidden_act": "gelu",
     }
     cfg = _deep_update(cfg, overrides)
     cfg["text_config"]["vocab_size"] = max(cfg["text_config"]["vocab_size"], len(tok))
     config = LlavaConfig(**cfg)
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config).to(getattr(torch, dtype)).eval()
+    model = model_from_config(config).to(getattr(torch, dtype)).eval()
     vc = config.vision_config
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": vc.image_size},
                                             crop_size={"height": vc.image_size, "width": vc.image_size})
@@ -150,8 +153,6 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     import torch
     import transformers as tf
     from transformers.utils import is_torchvision_available
-
-    from superneurons.models.qwen_vl import image_only_processor
 
     path = Path(path)
     tok = build_tokenizer(QWEN_SPECIALS, pad="<|endoftext|>", eos="<|im_end|>", chat_template=QWEN_CHAT_TEMPLATE)
@@ -198,7 +199,7 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     cfg["text_config"]["vocab_size"] = max(cfg["text_config"]["vocab_size"], len(tok))
     config = config_cls(**cfg)
     torch.manual_seed(seed)
-    model = tf.AutoModelForImageTextToText.from_config(config).to(getattr(torch, dtype)).eval()
+    model = model_from_config(config).to(getattr(torch, dtype)).eval()
     pixels = image_size * image_size
     image_processor = tf.Qwen2VLImageProcessorPil(
         min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge, temporal_patch_size=2,

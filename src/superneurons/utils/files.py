@@ -29,3 +29,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
     """`obj` as JSON (UTF-8, a final newline), written atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+
+
+def read_json(path: str | Path, error: type[Exception], fix: str, prefix: str = "") -> Any:
+    """The parsed JSON file at `path`; a damaged or undecodable one raises `error` naming the file, where
+    it broke and `fix` (e.g. "probe again into a new folder")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{prefix}{path} is not UTF-8 text (byte {exc.start}); {fix}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{prefix}{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {fix}") from exc
