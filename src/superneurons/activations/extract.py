@@ -45,15 +45,10 @@ if TYPE_CHECKING:
 def _last_token_inputs(vlm: VLM, batch: BatchEncoding, max_new_tokens: int) -> tuple[dict[str, Any], torch.Tensor]:
     """Greedy-generate, then the inputs of one forward over prompt + generated tokens and each
     row's index of its last real token (its EOS, or the last of `max_new_tokens`)."""
-    inputs = dict(batch)
     new = greedy_generate(vlm, batch, max_new_tokens)
-    prompt_len = inputs["input_ids"].shape[1]
-    new_mask = real_tokens(vlm, new).to(inputs["attention_mask"].dtype)
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], new], dim=1)
-    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], new_mask], dim=1)
-    if "mm_token_type_ids" in inputs:
-        mm = inputs["mm_token_type_ids"]
-        inputs["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(new, dtype=mm.dtype)], dim=1)
+    prompt_len = batch["input_ids"].shape[1]
+    new_mask = real_tokens(vlm, new)
+    inputs = vlm.extend_tokens(dict(batch), new, new_mask)
     last = prompt_len + new_mask.sum(dim=1) - 1
     return inputs, last
 

@@ -45,9 +45,6 @@ if TYPE_CHECKING:
     from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
 
-_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
-
-
 def image_key(sample: Sample) -> Any:
     """What identifies a sample's image: its resolved path, or the object for in-memory images."""
     if isinstance(sample.image, str | Path):
@@ -117,13 +114,10 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
 
     # 1. the prefix, once: the first prompt's inputs cut to P tokens, with its image
     first = vlm.prepare(group[:1])
-    prefix = {k: v for k, v in first.items() if k not in _TEXT_KEYS}
     if first["input_ids"].shape[1] != lengths[0]:  # a batch of one has no padding
         return None
-    prefix["input_ids"] = first["input_ids"][:, :p]
-    prefix["attention_mask"] = first["attention_mask"][:, :p]
-    if "mm_token_type_ids" in first:
-        prefix["mm_token_type_ids"] = first["mm_token_type_ids"][:, :p]
+    per_token = first["input_ids"].shape  # input_ids, the mask, token type ids: cut to the prefix
+    prefix = {k: v[:, :p] if isinstance(v, torch.Tensor) and v.shape == per_token else v for k, v in first.items()}
     if rope is not None:
         prefix["position_ids"] = rope[:, :1, width - lengths[0]:width - lengths[0] + p]
     cache = DynamicCache(config=vlm.model.config)  # per-layer kinds (e.g. sliding windows) as the model has them

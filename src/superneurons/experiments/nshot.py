@@ -69,6 +69,9 @@ def fewshot_prompt(vlm: VLM, examples: Sequence[Sample], question: str, answers:
     With no examples it equals `vlm.build_prompt(question)`.
     """
     owner = vlm.chat_template_owner()
+    if owner is None:
+        raise ModelError(f"{vlm.name_or_path}: the processor has no chat template, so n-shot examples cannot be "
+                         "shown as earlier turns; use a checkpoint (or save a processor) with a chat template")
     answers = answers or answer_words(vlm)
     text = owner.apply_chat_template(fewshot_messages(vlm, examples, question, answers),
                                      add_generation_prompt=True, tokenize=False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from superneurons.errors import ModelError
@@ -41,6 +42,38 @@ NO_WORDS = ("no", "No", "NO")
 MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
                     "vision_end_token_id")
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
+#: processor outputs that are training targets, never forward inputs (PaliGemma returns `labels`)
+TRAINING_KEYS = frozenset({"labels"})
+
+
+@dataclass(frozen=True)
+class Support:
+    """What is exact for a model family (checked for every family by `tests/conformance/`).
+
+    - `capture`: `capture()` equals a plain forward's `output_hidden_states` at the last prompt position;
+    - `early_exit`: `exit_layer=k` stops the forward after layer k (nothing above it runs);
+    - `truncate`: `load_model(max_layer=k)` (decoder layers 0..k only) equals the full model there;
+    - `prefix_reuse`: per-image prefix reuse equals the plain path;
+    - `cascade`: resuming a stopped forward (the cascade) equals a full forward.
+
+    Where a feature is off the library refuses it (truncate, cascade) or falls back to the plain path
+    and says so (prefix reuse); `why` says why it is off.
+    """
+
+    capture: bool = True
+    early_exit: bool = True
+    truncate: bool = True
+    prefix_reuse: bool = True
+    cascade: bool = True
+    why: str = ""
+
+    def features(self) -> dict[str, bool]:
+        """{feature: exact} in the order above."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "why"}
+
+    def refusal(self, feature: str, family: str) -> str:
+        """The sentence the library says when `feature` is off for `family`."""
+        return f"{feature.replace('_', ' ')} is not exact for the {family} family" + (f": {self.why}" if self.why else "")
 
 
 class LayerReplay:
@@ -76,15 +109,32 @@ class VLM:
     """
 
     family: ClassVar[str] = "auto"
+    #: what is exact for this family (see `Support`); the conformance suite checks every claim
+    support: ClassVar[Support] = Support()
     #: positions are computed from the whole prompt (multimodal RoPE): a suffix run after a cached
     #: prefix needs `rope_positions`
     multimodal_rope: ClassVar[bool] = False
+    #: the processor wants one image list per prompt (`[[im] for im in images]`: Gemma3, SmolVLM,
+    #: Mllama) rather than one flat list
+    nested_images: ClassVar[bool] = False
+    #: the prompt, with `{question}`, of checkpoints that ship without a chat template (base
+    #: checkpoints): the processor's own convention, e.g. PaliGemma's `<image>answer en {question}`
+    plain_prompt: ClassVar[str | None] = None
 
     @classmethod
     def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
-        """The processor (image processor + tokenizer + chat template) saved with the model."""
+        """The processor (image processor + tokenizer + chat template) saved with the model; built
+        image-only (`superneurons.models.processors`) when it holds a video processor and torchvision
+        is missing."""
         from transformers import AutoProcessor
+        from transformers.utils import is_torchvision_available
 
+        if not is_torchvision_available():
+            from superneurons.models.processors import load_image_only, needs_torchvision, processor_class
+
+            proc_cls = processor_class(name_or_path, model_type, **kwargs)
+            if proc_cls is not None and needs_torchvision(proc_cls):
+                return load_image_only(proc_cls, name_or_path, **kwargs)
         return AutoProcessor.from_pretrained(name_or_path, **kwargs)
 
     @classmethod
@@ -225,17 +275,22 @@ class VLM:
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
     def chat_template_owner(self) -> Any:
-        """The processor or tokenizer that holds the chat template; a ModelError if neither does."""
+        """The processor or tokenizer that holds the chat template; None if neither does."""
         owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
-        if not getattr(owner, "chat_template", None):
-            raise ModelError(f"{self.name_or_path}: the processor has no chat template; save one with the "
-                             "processor (chat_template.jinja) or use an instruction-tuned checkpoint")
-        return owner
+        return owner if getattr(owner, "chat_template", None) else None
 
     def build_prompt(self, question: str) -> str:
-        """The prompt string: chat template applied, generation prompt appended."""
-        return self.chat_template_owner().apply_chat_template(self.messages(question), add_generation_prompt=True,
-                                                              tokenize=False)
+        """The prompt string: the chat template applied with the generation prompt appended, or, for a
+        checkpoint without one, the family's `plain_prompt` (its processor's own convention)."""
+        owner = self.chat_template_owner()
+        if owner is not None:
+            return owner.apply_chat_template(self.messages(question), add_generation_prompt=True, tokenize=False)
+        if self.plain_prompt is not None:
+            return self.plain_prompt.replace(QUESTION_FIELD, question)
+        raise ModelError(f"{self.name_or_path}: the processor has no chat template and the "
+                         f"{self.model.config.model_type!r} family declares no prompt for checkpoints without one; "
+                         "save a chat template with the processor (chat_template.jinja), or set `plain_prompt` "
+                         "(or override `build_prompt`) in this family's adapter in superneurons/models/")
 
     def processor_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for the processor call (family-specific)."""
@@ -252,11 +307,11 @@ class VLM:
         with only the keys the model's forward takes, on the model's device and dtype."""
         import torch
 
-        enc = self.processor(images=list(images), text=list(texts), return_tensors="pt", padding=True,
-                             **self.processor_kwargs())
-        enc.pop("token_type_ids", None)
-        if "mm_token_type_ids" not in self.forward_keys():
-            enc.pop("mm_token_type_ids", None)
+        enc = self.processor(images=self.processor_images(images, texts), text=list(texts), return_tensors="pt",
+                             padding=True, **self.processor_kwargs())
+        keep = self.forward_keys() - TRAINING_KEYS
+        for k in [k for k in enc if k not in keep]:
+            del enc[k]
         for k, v in list(enc.items()):
             if isinstance(v, torch.Tensor):
                 v = v.to(self.device)
@@ -265,9 +320,40 @@ class VLM:
                 enc[k] = v
         return enc
 
+    def processor_images(self, images: Sequence[Any], texts: Sequence[str]) -> list[Any]:
+        """The images (in prompt order) as the processor takes them: one flat list, or with
+        `nested_images` one list per prompt (split by the image placeholders each prompt holds)."""
+        if not self.nested_images:
+            return list(images)
+        marker = self.image_placeholder()
+        counts = [t.count(marker) for t in texts] if marker else [1] * len(texts)
+        if sum(counts) != len(images):
+            counts = [1] * len(texts)  # let the processor name the mismatch
+        out, i = [], 0
+        for n in counts:
+            out.append(list(images[i:i + n]))
+            i += n
+        return out
+
     def forward_keys(self) -> set[str]:
-        """Names of the model's `forward` parameters (the processor may return extra keys)."""
+        """Names of the model's `forward` parameters: the processor outputs `encode` keeps
+        (`token_type_ids`, `pixel_attention_mask`, `image_sizes`, `aspect_ratio_ids`, ... where the
+        forward takes them; training targets such as `labels` never)."""
         return set(inspect.signature(self.model.forward).parameters)
+
+    def extend_tokens(self, inputs: dict[str, Any], new: torch.Tensor, new_mask: torch.Tensor) -> dict[str, Any]:
+        """`inputs` of a prompt batch with generated tokens `new` [B, n] appended (mask `new_mask`): every
+        per-token input grows too (`mm_token_type_ids`, `token_type_ids`: 0, a text token)."""
+        import torch
+
+        ids = inputs["input_ids"]
+        out = dict(inputs)
+        for k, v in inputs.items():
+            if isinstance(v, torch.Tensor) and v.shape == ids.shape and k not in ("input_ids", "attention_mask"):
+                out[k] = torch.cat([v, torch.zeros_like(new, dtype=v.dtype)], dim=1)
+        out["input_ids"] = torch.cat([ids, new], dim=1)
+        out["attention_mask"] = torch.cat([inputs["attention_mask"], new_mask.to(inputs["attention_mask"].dtype)], dim=1)
+        return out
 
     # ---- resuming a stopped forward, prefix reuse --------------------------------------------
     def layer_replay(self) -> LayerReplay:

@@ -19,8 +19,8 @@ replays the features (`DeepStackReplay`), so resuming is exact at every layer.
 Prompt (ChatML): `<|im_start|>user\\n<|vision_start|><|image_pad|><|vision_end|>{question}<|im_end|>\\n
 <|im_start|>assistant\\n`.
 
-Qwen processors need torchvision for their video processor. Images are all this library feeds,
-so without torchvision the processor is built image-only (`image_only_processor`).
+Qwen processors hold a video processor (torchvision); without torchvision the base loader builds
+them image-only (`superneurons.models.processors`).
 """
 
 from __future__ import annotations
@@ -34,32 +34,6 @@ from superneurons.models.registry import register_adapter
 if TYPE_CHECKING:
     import torch
 
-_PROCESSOR_CLASSES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
-                      "qwen3_vl": "Qwen3VLProcessor"}
-
-
-def image_only_processor(model_type: str) -> type:
-    """The family's processor class without its video processor (which needs torchvision)."""
-    import transformers
-
-    base = getattr(transformers, _PROCESSOR_CLASSES[model_type])
-
-    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None,
-                 **kwargs: Any) -> None:
-        base.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-    return type(base.__name__, (base,), {"__init__": __init__, "__module__": __name__})
-
-
-def load_processor(model_type: str, name_or_path: str, **kwargs: Any) -> Any:
-    """`AutoProcessor` when torchvision is installed, else the image-only processor."""
-    from transformers import AutoProcessor
-    from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available():
-        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
-    return image_only_processor(model_type).from_pretrained(name_or_path, **kwargs)
-
 
 @register_adapter("qwen2_vl", "qwen2_5_vl")
 class QwenVLM(VLM):
@@ -67,10 +41,6 @@ class QwenVLM(VLM):
 
     family = "qwen_vl"
     multimodal_rope = True
-
-    @classmethod
-    def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
-        return load_processor(model_type, name_or_path, **kwargs)
 
     def rope_positions(self, enc: Any) -> torch.Tensor | None:
         """Multimodal RoPE positions [3, B, S] of a prepared batch (`get_rope_index`), or None."""

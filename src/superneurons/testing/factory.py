@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from superneurons.models.loading import model_from_config
-from superneurons.models.qwen_vl import image_only_processor
 
 QwenVersion = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
@@ -62,8 +61,13 @@ _PUNCT = list("?.,!:;'\"()[]{}-_/\\<>|=+*&%$#@") + [str(d) for d in range(10)]
 
 
 def build_tokenizer(specials: list[str], pad: str, eos: str, bos: str | None = None,
-                    unk: str = "<unk>", chat_template: str | None = None) -> Any:
-    """A word-level `PreTrainedTokenizerFast` over a small fixed vocabulary (specials first: ids 0..)."""
+                    unk: str = "<unk>", chat_template: str | None = None,
+                    named: dict[str, str] | None = None) -> Any:
+    """A word-level `PreTrainedTokenizerFast` over a small fixed vocabulary (specials first: ids 0..).
+
+    `named` gives special tokens a name the family's processor reads from the tokenizer (e.g.
+    Gemma3's `{"boi_token": "<start_of_image>"}` -> `tokenizer.boi_token`, `tokenizer.boi_token_id`).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -77,7 +81,8 @@ def build_tokenizer(specials: list[str], pad: str, eos: str, bos: str | None = N
         tk.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
                                                           special_tokens=[(bos, vocab[bos])])
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token=unk, pad_token=pad, eos_token=eos,
-                                  bos_token=bos, padding_side="left", chat_template=chat_template)
+                                  bos_token=bos, padding_side="left", chat_template=chat_template,
+                                  **({"extra_special_tokens": dict(named)} if named else {}))
     tok.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in {unk, pad, eos, bos}]})
     return tok
 
@@ -94,6 +99,34 @@ def _save(model: Any, processor: Any, path: Path) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def save_family(model: Any, processor: Any, path: str | Path) -> Path:
+    """Save `model` and `processor` to `path` like a hub checkpoint; returns the folder."""
+    return _save(model, processor, Path(path))
+
+
+def seeded_model(config: Any, seed: int = 0, dtype: str = "float32") -> Any:
+    """A random model of `config` (weights drawn after `torch.manual_seed(seed)`), in eval mode."""
+    import torch
+
+    torch.manual_seed(seed)
+    return model_from_config(config).to(getattr(torch, dtype)).eval()
+
+
+def _literal(text: str) -> str:
+    return "{{ " + repr(text) + " }}" if text else ""
+
+
+def chat_template(user: str, image: str, end_of_turn: str, assistant: str, bos: str = "") -> str:
+    """A Jinja chat template: `bos`, then per user turn `user` + its contents in order (`image` for an
+    image, the text as is) + `end_of_turn`, then `assistant` as the generation prompt."""
+    return (
+        _literal(bos) + "{% for message in messages %}{% if message['role'] == 'user' %}" + _literal(user)
+        + "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for c in message['content'] %}{% if c['type'] == 'image' %}" + _literal(image)
+        + "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}" + _literal(end_of_turn)
+        + "{% endif %}{% endfor %}{% if add_generation_prompt %}" + _literal(assistant) + "{% endif %}")
 
 
 def make_tiny_llava(path: str | Path, text_layers: int = 4, hidden: int = 64, vision_hidden: int = 32,
@@ -204,7 +237,14 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     image_processor = tf.Qwen2VLImageProcessorPil(
         min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
         size={"shortest_edge": pixels, "longest_edge": pixels})
-    if not is_torchvision_available():  # the stock processor insists on a video processor
-        proc_cls = image_only_processor(version)
-    processor = proc_cls(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE)
+    video_cls = "Qwen3VLVideoProcessor" if version == "qwen3_vl" else "Qwen2VLVideoProcessor"
+    if is_torchvision_available():
+        video: Any = getattr(tf, video_cls)()
+    else:  # the stock processor insists on a video processor: keep its settings only (images are all we feed)
+        from superneurons.models.processors import VideoSettings, image_only_class
+
+        proc_cls = image_only_class(proc_cls)
+        video = VideoSettings(video_processor_type=video_cls)
+    processor = proc_cls(image_processor=image_processor, tokenizer=tok, video_processor=video,
+                         chat_template=QWEN_CHAT_TEMPLATE)
     return _save(model, processor, path)
