@@ -62,6 +62,8 @@ def group_by_image(samples: Sequence[Sample]) -> list[list[int]]:
 
 def prefix_reuse_support(vlm: VLM) -> tuple[bool, str]:
     """(whether the prompt puts the image before the question, a sentence saying so)."""
+    if not vlm.support.prefix_reuse:
+        return False, f"{vlm.support.refusal('prefix reuse', vlm.family)}; using the plain path"
     template = vlm.prompt_template
     marker = vlm.image_placeholder()
     if vlm.image_placeholder_id() is None:

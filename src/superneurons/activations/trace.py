@@ -208,6 +208,9 @@ def slice_layer_kwargs(vlm: VLM, kwargs: dict[str, Any], idx: Tensor, batch: int
 def check_resumable(vlm: VLM, exit_layer: int) -> None:
     """Raise a ModelError if the model cannot finish a forward from `exit_layer`: it was loaded
     truncated (no upper layers, norm or LM head), or its upper layers need other call arguments."""
+    if not vlm.support.cascade:
+        raise ModelError(f"{vlm.support.refusal('cascade', vlm.family)}; use SNs only (no cascade margin) with "
+                         f"{vlm.name_or_path!r}")
     if getattr(vlm, "max_layer", None) is not None:
         raise ModelError(f"{vlm.name_or_path!r} was loaded with only layers 0..{vlm.max_layer} (max_layer / "
                          "--truncate); a cascade needs the whole model: load it without max_layer")

@@ -11,17 +11,26 @@
 | loading.py | `load_model`, device and dtype resolution |
 | fingerprint.py | config hash + weight sketch, the one comparison (`same_fingerprint`) |
 | truncate.py | load only decoder layers 0..k from a safetensors checkpoint |
-| llava.py, qwen_vl.py | the families with dedicated adapters |
+| processors.py | any family's processor built image-only when torchvision is missing |
+| llava.py, qwen_vl.py (+ GLM-4V), gemma.py (Gemma3, PaliGemma), idefics.py (SmolVLM), mllama.py, fuyu.py, cohere.py (Aya Vision) | the families with dedicated adapters |
+
+`registry.family_table()` is what `superneurons models` prints: every family the conformance suite
+checks, its adapter and what is exact for it (`VLM.support`).
 """
 
 from __future__ import annotations
 
-from superneurons.models import llava as _llava  # noqa: F401  (registers the adapter)
+from superneurons.models import cohere as _cohere  # noqa: F401  (registers the adapter)
+from superneurons.models import fuyu as _fuyu  # noqa: F401
+from superneurons.models import gemma as _gemma  # noqa: F401
+from superneurons.models import idefics as _idefics  # noqa: F401
+from superneurons.models import llava as _llava  # noqa: F401
+from superneurons.models import mllama as _mllama  # noqa: F401
 from superneurons.models import qwen_vl as _qwen_vl  # noqa: F401
-from superneurons.models.base import VLM, LayerReplay
+from superneurons.models.base import VLM, LayerReplay, Support
 from superneurons.models.fingerprint import config_fingerprint, same_fingerprint, same_weights
 from superneurons.models.loading import load_model, resolve_device, resolve_dtype
-from superneurons.models.registry import adapter_names, get_adapter, register_adapter
+from superneurons.models.registry import adapter_names, family_table, get_adapter, register_adapter
 
-__all__ = ["VLM", "LayerReplay", "adapter_names", "config_fingerprint", "get_adapter", "load_model",
-           "register_adapter", "resolve_device", "resolve_dtype", "same_fingerprint", "same_weights"]
+__all__ = ["VLM", "LayerReplay", "Support", "adapter_names", "config_fingerprint", "family_table", "get_adapter",
+           "load_model", "register_adapter", "resolve_device", "resolve_dtype", "same_fingerprint", "same_weights"]

@@ -42,6 +42,9 @@ NO_WORDS = ("no", "No", "NO")
 MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
                     "vision_end_token_id")
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
+#: why the cascade is off for families whose decoder mixes attention types (Gemma3, Cohere2)
+MIXED_ATTENTION = ("sliding-window and global decoder layers need different attention masks, and a resumed "
+                   "forward has only layer L*'s")
 #: processor outputs that are training targets, never forward inputs (PaliGemma returns `labels`)
 TRAINING_KEYS = frozenset({"labels"})
 

@@ -86,6 +86,9 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
                          "llava-hf/llava-1.5-7b-hf or a folder written by save_pretrained") from exc
     model_type = adapter or config.model_type
     cls = get_adapter(model_type, strict=adapter is not None)
+    if max_layer is not None and not cls.support.truncate:
+        raise ModelError(f"{name_or_path!r}: {cls.support.refusal('truncated loading', cls.family)}; "
+                         "load it without max_layer (--truncate)")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev, config)
     try:

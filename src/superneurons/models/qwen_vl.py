@@ -1,4 +1,5 @@
-"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL adapters (`Qwen{2,2_5,3}VLForConditionalGeneration`).
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL and GLM-4V adapters (`Qwen{2,2_5,3}VLForConditionalGeneration`,
+`Glm4vForConditionalGeneration`, which shares Qwen2-VL's multimodal RoPE).
 
 Module paths (transformers 5.x):
 - decoder layers: `model.model.language_model.layers` (also `model.get_decoder().layers`).
@@ -107,3 +108,15 @@ class Qwen3VLM(QwenVLM):
 
     def layer_replay(self) -> LayerReplay:
         return DeepStackReplay(self.language_model)
+
+
+@register_adapter("glm4v")
+class Glm4vVLM(QwenVLM):
+    """GLM-4V: Qwen2-VL's multimodal RoPE (`get_rope_index`, same signature) with a GLM decoder.
+
+    Module paths: decoder layers `model.model.language_model.layers`, final norm
+    `model.model.language_model.norm`, LM head `model.lm_head`, vision `model.model.visual`.
+    Prompt: `[gMASK]<sop><|user|>\\n<|begin_of_image|><|image|><|end_of_image|>{question}<|assistant|>\\n`.
+    """
+
+    family = "glm4v"

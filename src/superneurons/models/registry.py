@@ -7,11 +7,21 @@ path: `AutoModelForImageTextToText` + `AutoProcessor`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from superneurons.errors import ModelError
 from superneurons.models.base import VLM
 
 _ADAPTERS: dict[str, type[VLM]] = {"auto": VLM}  # "auto": the generic path
+
+_TORCHVISION = ("its processor needs torchvision: transformers' PixtralProcessor imports image_processing_pixtral, "
+                "which imports torchvision at module level (no image-only way around it)")
+#: the families `tests/conformance/` checks, with what stops one from running without torchvision ("" = runs)
+CHECKED_FAMILIES: dict[str, str] = {
+    "llava": "", "llava_next": "", "llava_onevision": "", "qwen2_vl": "", "qwen2_5_vl": "", "qwen3_vl": "",
+    "idefics2": "", "idefics3": "", "smolvlm": "", "paligemma": "", "gemma3": "", "mllama": "", "internvl": "",
+    "aya_vision": "", "glm4v": "", "mistral3": _TORCHVISION, "fuyu": "",
+}
 
 
 def register_adapter(*model_types: str) -> Callable[[type[VLM]], type[VLM]]:
@@ -41,3 +51,15 @@ def get_adapter(model_type: str, strict: bool = False) -> type[VLM]:
         raise ModelError(f"no adapter for model_type {model_type!r}; known: {', '.join(adapter_names())} "
                          "(other image-text-to-text models load through the generic 'auto' adapter)")
     return VLM
+
+
+def family_table() -> list[dict[str, Any]]:
+    """One row per checked family (then any other registered model type): `model_type`, `adapter`
+    (class name; `VLM` is the generic path), `family`, what is exact (`Support.features()`), `why`
+    (why a feature is off), `blocked` (why it cannot run without torchvision; "" if it runs)."""
+    rows = []
+    for mt in [*CHECKED_FAMILIES, *sorted(set(_ADAPTERS) - set(CHECKED_FAMILIES) - {"auto"})]:
+        cls = get_adapter(mt)
+        rows.append({"model_type": mt, "adapter": cls.__name__, "family": cls.family, **cls.support.features(),
+                     "why": cls.support.why, "blocked": CHECKED_FAMILIES.get(mt, "")})
+    return rows

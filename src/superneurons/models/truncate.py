@@ -109,6 +109,9 @@ def truncated_config(config: Any, max_layer: int) -> Any:
         value = getattr(text, name, None)
         if isinstance(value, list) and len(value) == total:
             setattr(text, name, value[:max_layer + 1])
+    cross = getattr(text, "cross_attention_layers", None)  # Mllama: indices of the cross-attention layers
+    if isinstance(cross, list):
+        text.cross_attention_layers = [i for i in cross if i <= max_layer]
     return cfg
 
 

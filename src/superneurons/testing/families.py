@@ -258,10 +258,10 @@ def glm4v(path: Path) -> Path:
                           pad="<|endoftext|>", eos="<|user|>", named={"image_token": "<|image|>",
                                                                       "video_token": "<|video|>"})
     image, boi, eoi, video, bov, eov = _ids(tok, *names)
-    half = HIDDEN // HEADS // 2
+    quarter = HIDDEN // HEADS // 4  # mrope sections (t, h, w) cover the rotary half of each head's dims, halved
     config = tf.Glm4vConfig(
         text_config={**_text(tok), "num_key_value_heads": 1, "rope_parameters": {
-            "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [half - 2 * (half // 4), half // 4, half // 4],
+            "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [quarter // 2, quarter // 4, quarter // 4],
             "partial_rotary_factor": 0.5}},
         vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "image_size": 28,
                        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": HIDDEN},
