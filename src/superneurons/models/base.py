@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 QUESTION_FIELD = "{question}"
 YES_WORDS = ("yes", "Yes", "YES")
 NO_WORDS = ("no", "No", "NO")
+SENTENCEPIECE_SPACE = "\u2581"
 MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
                     "vision_end_token_id")
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
@@ -257,6 +258,8 @@ class VLM:
             for w in words:
                 for variant in (w, " " + w):
                     ids = self.tokenizer.encode(variant, add_special_tokens=False)
+                    # a SentencePiece tokenizer may start with a bare "▁" (the prefix space): skip it
+                    ids = [i for i in ids if self.tokenizer.decode([i]).replace(SENTENCEPIECE_SPACE, "").strip()]
                     if ids and ids[0] != unk and ids[0] not in out:
                         out.append(ids[0])
         if not yes or not no or set(yes) & set(no):

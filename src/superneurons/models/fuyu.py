@@ -9,9 +9,17 @@ Base checkpoints ship without a chat template. The processor builds the prompt i
 the image tokens (`|SPEAKER|` per patch, `|NEWLINE|` per row) and `<s>` first and appends the
 beginning-of-answer token `\\x04`; the text is the question and a newline (`plain_prompt`), as in
 adept/fuyu-8b's examples.
+
+transformers 5.24's `FuyuImageProcessorPil.patchify_image` (the image processor used without
+torchvision) is numpy code that `FuyuProcessor` calls with a torch tensor (`transpose(0, 1, 3, 2, 4)`
+then fails); `load_processor` gives that one processor instance a `patchify_image` that runs it on
+the tensor's numpy view and returns the tensor `[batch, patches, channels * h * w]` the torch
+version returns.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -26,6 +34,22 @@ class FuyuVLM(VLM):
 
     family = "fuyu"
     plain_prompt = "{question}\n"
+
+    @classmethod
+    def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
+        processor = super().load_processor(model_type, name_or_path, **kwargs)
+        image_processor = processor.image_processor
+        if type(image_processor).__name__ == "FuyuImageProcessorPil":  # the numpy patchify (see module doc)
+            numpy_patchify = image_processor.patchify_image
+
+            def patchify_image(image: Any, patch_size: Any = None) -> torch.Tensor:
+                tensor = isinstance(image, torch.Tensor)
+                out = numpy_patchify(image.cpu().numpy() if tensor else image, patch_size=patch_size)
+                out = torch.from_numpy(out)
+                return out.unsqueeze(0) if out.dim() == 2 else out
+
+            image_processor.patchify_image = patchify_image
+        return processor
 
     @property
     def final_norm(self) -> torch.nn.Module:

@@ -62,20 +62,32 @@ _PUNCT = list("?.,!:;'\"()[]{}-_/\\<>|=+*&%$#@") + [str(d) for d in range(10)]
 
 def build_tokenizer(specials: list[str], pad: str, eos: str, bos: str | None = None,
                     unk: str = "<unk>", chat_template: str | None = None,
-                    named: dict[str, str] | None = None) -> Any:
+                    named: dict[str, str] | None = None, prefix_space: bool = False,
+                    words: tuple[str, ...] = ()) -> Any:
     """A word-level `PreTrainedTokenizerFast` over a small fixed vocabulary (specials first: ids 0..).
 
     `named` gives special tokens a name the family's processor reads from the tokenizer (e.g.
     Gemma3's `{"boi_token": "<start_of_image>"}` -> `tokenizer.boi_token`, `tokenizer.boi_token_id`).
+    `prefix_space` makes it behave like a SentencePiece tokenizer that prepends "▁": each text between
+    special tokens starts with a "▁" token. `words` are ordinary vocabulary entries that are kept whole
+    (Fuyu's `|SPEAKER|`, which its processor expects after a "▁" it drops).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    import re
+
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
-    for tok in [*specials, *_WORDS, *_PUNCT]:
+    for tok in [*specials, *(["\u2581"] if prefix_space else []), *words, *_WORDS, *_PUNCT]:
         vocab.setdefault(tok, len(vocab))
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    if prefix_space or words:  # whole `words`, a lone "▁", then Whitespace()'s pieces
+        pattern = "|".join([*map(re.escape, words), "\u2581", r"\w+", r"[^\w\s\u2581]"])
+        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                    pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
+    if prefix_space:
+        tk.normalizer = normalizers.Prepend("\u2581")
     tk.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     if bos is not None:  # like Llama tokenizers: a BOS token before every sequence
         tk.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",

@@ -299,8 +299,8 @@ def fuyu(path: Path) -> Path:
     """Fuyu (a base checkpoint: no chat template): image patches go straight into a Persimmon decoder."""
     import transformers as tf
 
-    tok = build_tokenizer(["<unk>", "<s>", "|ENDOFTEXT|", "<pad>", "|SPEAKER|", "|NEWLINE|", "\x04"],
-                          pad="<pad>", eos="|ENDOFTEXT|", bos="<s>")
+    tok = build_tokenizer(["<unk>", "<s>", "|ENDOFTEXT|", "<pad>", "\x04"], pad="<pad>", eos="|ENDOFTEXT|", bos="<s>",
+                          prefix_space=True, words=("|SPEAKER|", "|NEWLINE|"))
     config = tf.FuyuConfig(
         text_config={"model_type": "persimmon", **_text(tok), "partial_rotary_factor": 0.5},
         image_size=28, patch_size=14, image_token_id=_ids(tok, "|SPEAKER|")[0], pad_token_id=tok.pad_token_id,
