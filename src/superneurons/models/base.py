@@ -148,8 +148,10 @@ class VLM:
 
         return AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype, **kwargs)
 
-    def __init__(self, model: PreTrainedModel, processor: Any, name_or_path: str = "") -> None:
+    def __init__(self, model: PreTrainedModel, processor: Any, name_or_path: str = "",
+                 hub_kwargs: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
+        self.hub_kwargs = dict(hub_kwargs or {})  # revision, cache_dir, ...: where the checkpoint files are
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.tokenizer.padding_side = "left"
@@ -203,9 +205,10 @@ class VLM:
     def _find_decoder_layers(self) -> torch.nn.ModuleList:
         layers = getattr(self.language_model, "layers", None)
         if layers is None:
-            raise ModelError(f"{self.name_or_path}: cannot find the decoder layers of "
-                             f"{type(self.model).__name__} (looked for language_model.layers / "
-                             "get_decoder().layers); add an adapter for this family in superneurons/models/")
+            raise ModelError(f"{self.name_or_path}: cannot find the decoder layers of {type(self.model).__name__} "
+                             f"(model type {self.model.config.model_type!r}; looked for language_model.layers / "
+                             "get_decoder().layers); add an adapter for this family in superneurons/models/ that "
+                             "overrides VLM.language_model or VLM._find_decoder_layers")
         return layers
 
     @property
@@ -218,9 +221,21 @@ class VLM:
 
     def weight_sketch(self) -> str | None:
         """`weight_sketch` of the input embeddings and the first decoder layer's matrices (both kept
-        by truncated loads, so a truncated model has the full checkpoint's sketch)."""
+        by truncated loads, so a truncated model has the full checkpoint's sketch), read from the
+        checkpoint files when they are safetensors (so a quantized load, whose layer matrices are
+        packed integers, sketches like the unquantized weights), else from memory."""
+        from superneurons.models.truncate import checkpoint_sketch
+
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        embed = self.model.get_input_embeddings().weight
         layer0 = [p for _, p in sorted(self.decoder_layers[0].named_parameters()) if p.dim() >= 2]
-        return weight_sketch([self.model.get_input_embeddings().weight, *layer0])
+        params = [embed, *layer0]
+        if self.name_or_path and all(id(p) in names for p in params):
+            sketch = checkpoint_sketch(self.name_or_path, self.model, [names[id(p)] for p in params],
+                                       **self.hub_kwargs)
+            if sketch is not None:
+                return sketch
+        return weight_sketch(params)
 
     # ---- tokens ----------------------------------------------------------------------------
     def media_token_ids(self) -> list[int]:

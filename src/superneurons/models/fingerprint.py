@@ -46,12 +46,31 @@ def config_fingerprint(config: Any, num_layers: int, hidden_size: int) -> dict[s
             "num_layers": int(num_layers), "hidden_size": int(hidden_size)}
 
 
+def sample_positions(numel: int, per: int) -> torch.Tensor:
+    """The flat indices a sketch reads from a tensor of `numel` values (`per` of them, evenly spread)."""
+    import torch
+
+    return torch.linspace(0, numel - 1, per).long()
+
+
+def sketch_hex(signs: Sequence[torch.Tensor]) -> str:
+    """The sketch string of boolean sign tensors (in order), as hex."""
+    import torch
+
+    flat = torch.cat([s.reshape(-1).cpu() for s in signs])
+    value = int("".join("1" if b else "0" for b in flat.tolist()), 2)
+    return f"{value:0{(flat.numel() + 3) // 4}x}"
+
+
 def weight_sketch(tensors: Sequence[torch.Tensor], bits: int = SKETCH_BITS) -> str | None:
     """Signs of `bits` weights spread evenly over `tensors`, as hex; None if a tensor is not in memory.
 
     Why signs: casting a checkpoint to fp16 / bf16 or moving it to another device keeps them (up to
     fp16 underflow of values below 6e-8), while another training run flips about half of them. So the
     sketch tells a retrained checkpoint with the same config apart at the cost of reading `bits` values.
+    `VLM.weight_sketch` reads the same values from the checkpoint files when it can
+    (`truncate.checkpoint_sketch`), so a quantized load, whose tensors are packed, has the sketch
+    of the same weights loaded unquantized.
     """
     import torch
 
@@ -60,10 +79,8 @@ def weight_sketch(tensors: Sequence[torch.Tensor], bits: int = SKETCH_BITS) -> s
         return None
     per = max(1, bits // len(tensors))
     with torch.no_grad():
-        signs = [(t.detach().reshape(-1)[torch.linspace(0, t.numel() - 1, per, device=t.device).long()] > 0).cpu()
-                 for t in tensors]
-    value = int("".join("1" if b else "0" for b in torch.cat(signs).tolist()), 2)
-    return f"{value:0{(per * len(tensors) + 3) // 4}x}"
+        signs = [t.detach().reshape(-1)[sample_positions(t.numel(), per).to(t.device)] > 0 for t in tensors]
+    return sketch_hex(signs)
 
 
 def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -71,10 +71,12 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
 
     `adapter` forces a family by model type (e.g. "llava", or "auto" for the generic path); by
     default it is read from the config. Extra keyword arguments go to `from_pretrained` (e.g.
-    `revision`, `attn_implementation`, `device_map="auto"` to spread a model larger than one GPU;
-    `device` is then not applied). `max_layer=k` builds the model with decoder layers 0..k only (no
-    final norm, no LM head) and reads only their weights from the safetensors checkpoint (see
-    `superneurons.models.truncate`).
+    `revision`, `attn_implementation`, `device_map="auto"` to spread a model larger than one GPU, or
+    `quantization_config=BitsAndBytesConfig(load_in_4bit=True)`; with either `device` is not applied:
+    the weights are placed at load). The fingerprint's weight sketch is read from the checkpoint files,
+    so a quantized load has the sketch of the unquantized weights and accepts their classifiers.
+    `max_layer=k` builds the model with decoder layers 0..k only (no final norm, no LM head) and reads
+    only their weights from the safetensors checkpoint (see `superneurons.models.truncate`).
     """
     from transformers import AutoConfig
 
@@ -91,18 +93,27 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
                          "load it without max_layer (--truncate)")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev, config)
+    from superneurons.models.truncate import HUB_KWARGS
+
+    hub = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}
+    processor = None
     try:
-        processor = cls.load_processor(config.model_type, name_or_path)
+        processor = cls.load_processor(config.model_type, name_or_path, **hub)
         if max_layer is not None:
             from superneurons.models.truncate import load_truncated_model, mark_truncated
 
             model, report = load_truncated_model(name_or_path, max_layer, torch_dtype, dev, config=config,
                                                  **from_pretrained_kwargs)
-            return mark_truncated(cls(model, processor, name_or_path=name_or_path), config, max_layer, report)
+            vlm = cls(model, processor, name_or_path=name_or_path, hub_kwargs=hub)
+            return mark_truncated(vlm, config, max_layer, report)
         model = cls.load_weights(name_or_path, torch_dtype, **from_pretrained_kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load {name_or_path!r} as a {cls.family} model ({type(exc).__name__}: {exc})"
-                         "; check the id/folder and that it holds weights, config and processor files") from exc
-    if from_pretrained_kwargs.get("device_map") is None:  # a device map already placed the weights
+        hook = "load_processor" if processor is None else "load_weights"
+        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}) as a {cls.family} model "
+                         f"({type(exc).__name__}: {exc}); check the id/folder and that it holds weights, config and "
+                         f"processor files, or, for a family the generic path cannot load, add an adapter in "
+                         f"superneurons/models/ that overrides VLM.{hook}") from exc
+    placed = any(from_pretrained_kwargs.get(k) is not None for k in ("device_map", "quantization_config"))
+    if not placed:  # a device map or a quantizer already placed the weights
         model.to(dev)
-    return cls(model, processor, name_or_path=name_or_path)
+    return cls(model, processor, name_or_path=name_or_path, hub_kwargs=hub)

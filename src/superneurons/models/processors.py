@@ -24,11 +24,10 @@ from typing import Any
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from superneurons.errors import ModelError
+from superneurons.models.truncate import HUB_KWARGS
 
 VIDEO_CONFIG_NAME = "video_preprocessor_config.json"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-#: `from_pretrained` keyword arguments that locate files (passed to every sub-loader)
-HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
 
 
 class VideoSettings(VideoProcessorMixin):

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.errors import ModelError
-from superneurons.models.fingerprint import config_fingerprint
+from superneurons.models.fingerprint import SKETCH_BITS, config_fingerprint, sample_positions, sketch_hex
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -313,3 +313,43 @@ def mark_truncated(vlm: VLM, full_config: Any, max_layer: int, report: LoadRepor
     vlm.fingerprint = config_fingerprint(full_config, vlm.full_num_layers, vlm.hidden_size)  # type: ignore[attr-defined]
     vlm.fingerprint["weights"] = vlm.weight_sketch()
     return vlm
+
+
+def checkpoint_sketch(name_or_path: str, model: PreTrainedModel, param_names: list[str], bits: int = SKETCH_BITS,
+                      **hub: Any) -> str | None:
+    """`fingerprint.weight_sketch` of the model parameters `param_names` (in order), read from the
+    checkpoint's safetensors files instead of memory: the same answer for the same checkpoint loaded
+    in any dtype, quantized (packed tensors) or sharded. Reads only the sampled rows (`get_slice`).
+    None when the checkpoint has no safetensors or lacks one of the tensors (then sketch memory)."""
+    from safetensors import safe_open
+
+    try:
+        weight_map, resolve = _checkpoint_map(str(name_or_path), hub)
+    except (ModelError, OSError, ValueError):
+        return None
+    rename = _renamer(model)
+    by_param = {}
+    for key, file in weight_map.items():
+        try:
+            by_param.setdefault(rename(key), (key, file))
+        except ModelError:
+            continue
+    if any(n not in by_param for n in param_names):
+        return None
+    per = max(1, bits // len(param_names))
+    signs = []
+    for name in param_names:
+        key, file = by_param[name]
+        with safe_open(resolve(file), framework="pt") as f:
+            part = f.get_slice(key)
+            shape = part.get_shape()
+            if len(shape) < 2:
+                return None
+            numel, row = 1, 1
+            for d in shape:
+                numel *= d
+            for d in shape[1:]:
+                row *= d
+            values = [part[int(i) // row:int(i) // row + 1].reshape(-1)[int(i) % row] for i in sample_positions(numel, per)]
+        signs.append(torch.stack(values).float() > 0)
+    return sketch_hex(signs)

@@ -20,10 +20,12 @@ from typing import Any
 from superneurons.testing.factory import (
     LLAVA_CHAT_TEMPLATE,
     build_tokenizer,
+    chat_template,
     make_tiny_llava,
     make_tiny_qwen_vl,
+    save_family,
+    seeded_model,
 )
-from superneurons.testing.factory import chat_template, save_family, seeded_model
 
 HIDDEN = 32
 LAYERS = 3
