@@ -19,6 +19,7 @@ _COMMAND_MODULES: list[str] = [
     "demo",
     "evaluate",
     "experiment",
+    "models",
     "predict",
     "probe",
     "select",

@@ -14,8 +14,8 @@ from superneurons.models.base import VLM
 
 _ADAPTERS: dict[str, type[VLM]] = {"auto": VLM}  # "auto": the generic path
 
-_TORCHVISION = ("its processor needs torchvision: transformers' PixtralProcessor imports image_processing_pixtral, "
-                "which imports torchvision at module level (no image-only way around it)")
+_TORCHVISION = ("transformers' PixtralProcessor imports image_processing_pixtral, which imports torchvision at "
+                "module level, so not even an image-only processor can be built")
 #: the families `tests/conformance/` checks, with what stops one from running without torchvision ("" = runs)
 CHECKED_FAMILIES: dict[str, str] = {
     "llava": "", "llava_next": "", "llava_onevision": "", "qwen2_vl": "", "qwen2_5_vl": "", "qwen3_vl": "",
@@ -63,3 +63,26 @@ def family_table() -> list[dict[str, Any]]:
         rows.append({"model_type": mt, "adapter": cls.__name__, "family": cls.family, **cls.support.features(),
                      "why": cls.support.why, "blocked": CHECKED_FAMILIES.get(mt, "")})
     return rows
+
+
+def family_cells() -> tuple[list[str], list[list[str]]]:
+    """`family_table()` as text: (header, one row of cells per family); a blocked family's features
+    read "not checked"."""
+    rows = family_table()
+    features = [k for k in rows[0] if isinstance(rows[0][k], bool)]
+    head = ["model type", "adapter", *(f.replace("_", " ") for f in features), "notes"]
+    out = []
+    for r in rows:
+        adapter = "generic VLM" if r["adapter"] == VLM.__name__ else r["adapter"]
+        marks = ["not checked" if r["blocked"] else "yes" if r[f] else "no" for f in features]
+        notes = f"needs torchvision: {r['blocked']}" if r["blocked"] else r["why"]
+        out.append([r["model_type"], adapter, *marks, notes])
+    return head, out
+
+
+def family_markdown() -> str:
+    """`family_table()` as the Markdown table the README shows (`superneurons models --markdown`)."""
+    head, rows = family_cells()
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([f"`{r[0]}`", *r[1:]]) + " |" for r in rows]
+    return "\n".join(lines)
