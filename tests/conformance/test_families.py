@@ -9,22 +9,93 @@ generation decodes and parses; `max_layer=1` loading equals the full model on la
 reuse and cascade resume equal the plain path, or the family declares them unsupported
 (`VLM.support`) and the library refuses or falls back, saying so. A family that cannot run here
 is checked to be still blocked for the reason the table gives.
+
+Fixtures: `family_dir(model_type)` builds `superneurons.testing.families.FAMILY_BUILDERS[model_type]`
+into a session folder on first use (then returns the cached path); `family_vlm(model_type)` loads it
+with `load_model` (CPU, float32) once. `samples` are 3 images with questions of different lengths (so
+a batch is left padded); `shared_samples` ask 3 questions about one image and 1 about another.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from superneurons.activations import capture
 from superneurons.activations.trace import check_resumable, verify_resume
+from superneurons.data.samples import Sample
 from superneurons.errors import ModelError
 from superneurons.evaluation.baselines import first_token_margins, generate_answers, parse_answers
 from superneurons.models import load_model
 from superneurons.models.registry import CHECKED_FAMILIES, get_adapter
+
+QUESTIONS = ["Is there a dog ?", "Is there a red cube on the left in the image ?",
+             "Answer with yes or no : is there a small blue sphere behind the car in this picture ?"]
+
+
+@pytest.fixture(scope="module")
+def family_dir(tmp_path_factory: pytest.TempPathFactory):
+    from superneurons.testing.families import make_tiny_family
+
+    built: dict[str, Path] = {}
+
+    def get(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = make_tiny_family(model_type, tmp_path_factory.mktemp(model_type))
+        return built[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def family_vlm(family_dir):
+    from superneurons.models import load_model
+
+    loaded: dict[str, object] = {}
+
+    def get(model_type: str):
+        if model_type not in loaded:
+            loaded[model_type] = load_model(str(family_dir(model_type)), dtype="float32", device="cpu")
+        return loaded[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four 24 px PNGs of different colours, with noise."""
+    import random
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("conformance-images")
+    rng = random.Random(0)
+    out = []
+    for i, base in enumerate([(220, 40, 40), (40, 40, 220), (40, 200, 40), (200, 200, 40)]):
+        im = Image.new("RGB", (24, 24), base)
+        px = im.load()
+        for _ in range(96):
+            px[rng.randrange(24), rng.randrange(24)] = tuple(rng.randrange(256) for _ in range(3))
+        out.append(root / f"im{i}.png")
+        im.save(out[-1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def samples(images) -> list[Sample]:
+    return [Sample(id=f"s{i}", image=images[i], question=q, label=("yes", "no")[i % 2])
+            for i, q in enumerate(QUESTIONS)]
+
+
+@pytest.fixture(scope="module")
+def shared_samples(images) -> list[Sample]:
+    own = [Sample(id=f"p{i}", image=images[0], question=q, label="yes") for i, q in enumerate(QUESTIONS)]
+    return [*own, Sample(id="p3", image=images[3], question=QUESTIONS[1], label="no")]
+
 
 RUNS = [mt for mt, blocked in CHECKED_FAMILIES.items() if not blocked]
 BLOCKED = [mt for mt, blocked in CHECKED_FAMILIES.items() if blocked]
@@ -35,8 +106,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-3)
 
 
-def _reference(vlm, sample) -> torch.Tensor:
-    """float32 [L, D] of one sample, unpadded, from one plain full forward of the processor's output."""
+def _reference(vlm, sample) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 [L, D] hidden states, [V] last-position logits) of one sample, unpadded, from one plain
+    full forward of the processor's output."""
     prompt = vlm.build_prompt(sample.question)
     enc = vlm.processor(images=vlm.processor_images([sample.load_image()], [prompt]), text=[prompt],
                         return_tensors="pt")

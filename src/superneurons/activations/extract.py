@@ -32,7 +32,7 @@ from superneurons.activations.prefill import (
 )
 from superneurons.activations.prefix import capture_prefix
 from superneurons.config import CaptureConfig, configure
-from superneurons.errors import DataError
+from superneurons.errors import DataError, ModelError
 from superneurons.utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
@@ -58,6 +58,9 @@ def capture_batches(vlm: VLM, samples: Sequence[Sample], config: CaptureConfig |
     """Yield float32 Tensor[b, len(layers), D] per batch of `samples` (see `capture`)."""
     cfg = configure(CaptureConfig, config, options)
     chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
+    for feature, used in (("capture", True), ("early_exit", cfg.exit_layer is not None)):
+        if used and not vlm.support.features()[feature]:
+            raise ModelError(f"{vlm.support.refusal(feature, vlm.family)} ({vlm.name_or_path!r})")
     if cfg.prefix_reuse:
         yield capture_prefix(vlm, samples, chosen, cfg.exit_layer, cfg.batch_size, warn=False)
         return

@@ -122,18 +122,21 @@ def idefics2(path: Path) -> Path:
     return save_family(seeded_model(config), proc, path)
 
 
+def _idefics3_like(config_cls: type, image_processor_cls: type, tok: Any) -> tuple[Any, Any, str]:
+    """(config, image processor, chat template) shared by Idefics3 and SmolVLM: 28 px, one image token."""
+    config = config_cls(text_config={"model_type": "llama", **_text(tok)},
+                        vision_config={**VISION, "image_size": 28, "patch_size": 14}, scale_factor=2,
+                        image_token_id=_ids(tok, "<image>")[0])
+    ip = image_processor_cls(do_image_splitting=False, size={"longest_edge": 28}, max_image_size={"longest_edge": 28})
+    return config, ip, chat_template("<|im_start|>User:", "<image>", "<end_of_utterance>\n", "Assistant:")
+
+
 def idefics3(path: Path) -> Path:
     """Idefics3: SigLIP-like vision, pixel shuffle (4 patches -> 1 image token), Llama text."""
     import transformers as tf
 
     tok = _idefics_tokenizer(["<global-img>"], global_image_token="<global-img>")
-    config = tf.Idefics3Config(
-        text_config={"model_type": "llama", **_text(tok)},
-        vision_config={**VISION, "image_size": 28, "patch_size": 14}, scale_factor=2,
-        image_token_id=_ids(tok, "<image>")[0])
-    ip = tf.Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 28},
-                                      max_image_size={"longest_edge": 28})
-    template = chat_template("<|im_start|>User:", "<image>", "<end_of_utterance>\n", "Assistant:")
+    config, ip, template = _idefics3_like(tf.Idefics3Config, tf.Idefics3ImageProcessorPil, tok)
     proc = tf.Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=1, chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
@@ -143,13 +146,7 @@ def smolvlm(path: Path) -> Path:
     import transformers as tf
 
     tok = _idefics_tokenizer(["<global-img>", "<video>"], global_image_token="<global-img>", video_token="<video>")
-    config = tf.SmolVLMConfig(
-        text_config={"model_type": "llama", **_text(tok)},
-        vision_config={**VISION, "image_size": 28, "patch_size": 14}, scale_factor=2,
-        image_token_id=_ids(tok, "<image>")[0])
-    ip = tf.SmolVLMImageProcessorPil(do_image_splitting=False, size={"longest_edge": 28},
-                                     max_image_size={"longest_edge": 28})
-    template = chat_template("<|im_start|>User:", "<image>", "<end_of_utterance>\n", "Assistant:")
+    config, ip, template = _idefics3_like(tf.SmolVLMConfig, tf.SmolVLMImageProcessorPil, tok)
     proc = _with_video(tf.SmolVLMProcessor, "SmolVLMVideoProcessor", {"num_frames": 8, "fps": 1},
                        image_processor=ip, tokenizer=tok, image_seq_len=1, chat_template=template)
     return save_family(seeded_model(config), proc, path)
