@@ -55,7 +55,7 @@ def test_encode_nests_images_per_prompt_and_keeps_only_forward_inputs(tmp_path):
     prompts = [gemma.build_prompt("Is it red ?"), gemma.build_prompt("Is it red or blue ?")]
     assert gemma.processor_images([im, im], prompts) == [[im], [im]]
     enc = gemma.encode(prompts, [im, im])
-    assert "token_type_ids" in enc and int(enc["token_type_ids"].sum()) == 2  # one image token per prompt
+    assert "token_type_ids" in enc and int(enc["token_type_ids"].sum()) == 8  # 4 image tokens per prompt
     pali = load_model(str(make_tiny_family("paligemma", tmp_path / "p")), device="cpu")
     enc = pali.encode([pali.build_prompt("Is it red ?")], [im])
     assert "labels" not in enc and "token_type_ids" in enc  # a training target never reaches the forward
@@ -63,6 +63,7 @@ def test_encode_nests_images_per_prompt_and_keeps_only_forward_inputs(tmp_path):
     grown = pali.extend_tokens(dict(enc), new, torch.ones_like(new))
     assert grown["input_ids"].shape == grown["token_type_ids"].shape == grown["attention_mask"].shape
     assert grown["input_ids"][0, -2:].tolist() == [5, 6]
+    assert grown["token_type_ids"][0, -2:].tolist() == [1, 1]  # the suffix, as PaliGemma's generate extends it
 
 
 def test_plain_prompt_for_checkpoints_without_a_chat_template(tmp_path):

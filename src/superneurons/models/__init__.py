@@ -12,6 +12,7 @@
 | fingerprint.py | config hash + weight sketch, the one comparison (`same_fingerprint`) |
 | truncate.py | load only decoder layers 0..k from a safetensors checkpoint |
 | processors.py | any family's processor built image-only when torchvision is missing |
+| support.py | `Support`: what is exact for a family (capture, early exit, truncate, prefix reuse, cascade) |
 | llava.py, qwen_vl.py (+ GLM-4V), gemma.py (Gemma3, PaliGemma), idefics.py (SmolVLM), mllama.py, fuyu.py, cohere.py (Aya Vision) | the families with dedicated adapters |
 
 `registry.family_table()` is what `superneurons models` prints: every family the conformance suite
@@ -27,10 +28,11 @@ from superneurons.models import idefics as _idefics  # noqa: F401
 from superneurons.models import llava as _llava  # noqa: F401
 from superneurons.models import mllama as _mllama  # noqa: F401
 from superneurons.models import qwen_vl as _qwen_vl  # noqa: F401
-from superneurons.models.base import VLM, LayerReplay, Support
+from superneurons.models.base import VLM, LayerReplay
 from superneurons.models.fingerprint import config_fingerprint, same_fingerprint, same_weights
 from superneurons.models.loading import load_model, resolve_device, resolve_dtype
 from superneurons.models.registry import adapter_names, family_table, get_adapter, register_adapter
+from superneurons.models.support import Support
 
 __all__ = ["VLM", "LayerReplay", "Support", "adapter_names", "config_fingerprint", "family_table", "get_adapter",
            "load_model", "register_adapter", "resolve_device", "resolve_dtype", "same_fingerprint", "same_weights"]

@@ -4,8 +4,11 @@ A `VLM` holds a Hugging Face vision-language model, its processor and tokenizer.
 pipeline needs to know about a model family is a method or attribute here, so no module outside
 `superneurons.models` touches a family's internals:
 
-- prompts: `messages`, `build_prompt`, `prompt_template` (the chat template with `{question}`);
-- inputs: `prepare(samples)` / `encode(texts, images)` (left padded, the forward's keys only);
+- what is exact for the family: `support` (a `Support`, checked by `tests/conformance/`);
+- prompts: `messages`, `build_prompt`, `prompt_template` (the chat template with `{question}`),
+  `plain_prompt` (checkpoints without a chat template);
+- inputs: `prepare(samples)` / `encode(texts, images)` (left padded, every input the forward takes,
+  never `labels`), `processor_images` / `nested_images`, `extend_tokens` (prompt + generated tokens);
 - structure: `decoder_layers`, `language_model`, `final_norm`, `lm_head`, `attention_output(i)`;
 - tokens: `yes_no_token_ids`, `yes_no_margin`, `media_token_ids`, `image_placeholder_id`,
   `count_image_tokens`;
@@ -16,19 +19,20 @@ pipeline needs to know about a model family is a method or attribute here, so no
 - the fingerprint that stores and classifiers are checked against.
 
 The base class is also the generic adapter: `AutoModelForImageTextToText` + `AutoProcessor`,
-decoder layers at `model.model.language_model.layers` or `model.get_decoder().layers`. Family
-files (`llava.py`, `qwen_vl.py`) subclass it and register with `registry.register_adapter`.
+decoder layers at `model.model.language_model.layers` or `model.get_decoder().layers`, the processor
+built image-only when torchvision is missing (`processors.py`). Family files (`llava.py`,
+`qwen_vl.py`, `gemma.py`, ...) subclass it and register with `registry.register_adapter`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from superneurons.errors import ModelError
 from superneurons.models.fingerprint import config_fingerprint, weight_sketch
+from superneurons.models.support import Support
 
 if TYPE_CHECKING:
     import torch
@@ -43,41 +47,8 @@ SENTENCEPIECE_SPACE = "\u2581"
 MEDIA_TOKEN_KEYS = ("image_token_index", "image_token_id", "video_token_id", "vision_start_token_id",
                     "vision_end_token_id")
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
-#: why the cascade is off for families whose decoder mixes attention types (Gemma3, Cohere2)
-MIXED_ATTENTION = ("sliding-window and global decoder layers need different attention masks, and a resumed "
-                   "forward has only layer L*'s")
 #: processor outputs that are training targets, never forward inputs (PaliGemma returns `labels`)
 TRAINING_KEYS = frozenset({"labels"})
-
-
-@dataclass(frozen=True)
-class Support:
-    """What is exact for a model family (checked for every family by `tests/conformance/`).
-
-    - `capture`: `capture()` equals a plain forward's `output_hidden_states` at the last prompt position;
-    - `early_exit`: `exit_layer=k` stops the forward after layer k (nothing above it runs);
-    - `truncate`: `load_model(max_layer=k)` (decoder layers 0..k only) equals the full model there;
-    - `prefix_reuse`: per-image prefix reuse equals the plain path;
-    - `cascade`: resuming a stopped forward (the cascade) equals a full forward.
-
-    Where a feature is off the library refuses it (truncate, cascade) or falls back to the plain path
-    and says so (prefix reuse); `why` says why it is off.
-    """
-
-    capture: bool = True
-    early_exit: bool = True
-    truncate: bool = True
-    prefix_reuse: bool = True
-    cascade: bool = True
-    why: str = ""
-
-    def features(self) -> dict[str, bool]:
-        """{feature: exact} in the order above."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "why"}
-
-    def refusal(self, feature: str, family: str) -> str:
-        """The sentence the library says when `feature` is off for `family`."""
-        return f"{feature.replace('_', ' ')} is not exact for the {family} family" + (f": {self.why}" if self.why else "")
 
 
 class LayerReplay:
@@ -124,6 +95,8 @@ class VLM:
     #: the prompt, with `{question}`, of checkpoints that ship without a chat template (base
     #: checkpoints): the processor's own convention, e.g. PaliGemma's `<image>answer en {question}`
     plain_prompt: ClassVar[str | None] = None
+    #: `token_type_ids` of a generated token (Gemma3: 0, not an image; PaliGemma: 1, the suffix)
+    generated_token_type: ClassVar[int] = 0
 
     @classmethod
     def load_processor(cls, model_type: str, name_or_path: str, **kwargs: Any) -> Any:
@@ -364,14 +337,16 @@ class VLM:
 
     def extend_tokens(self, inputs: dict[str, Any], new: torch.Tensor, new_mask: torch.Tensor) -> dict[str, Any]:
         """`inputs` of a prompt batch with generated tokens `new` [B, n] appended (mask `new_mask`): every
-        per-token input grows too (`mm_token_type_ids`, `token_type_ids`: 0, a text token)."""
+        per-token input grows too, by the value generation gives an answer token
+        (`generated_token_type`; `mm_token_type_ids`: 0, text)."""
         import torch
 
         ids = inputs["input_ids"]
         out = dict(inputs)
         for k, v in inputs.items():
             if isinstance(v, torch.Tensor) and v.shape == ids.shape and k not in ("input_ids", "attention_mask"):
-                out[k] = torch.cat([v, torch.zeros_like(new, dtype=v.dtype)], dim=1)
+                fill = self.generated_token_type if k == "token_type_ids" else 0
+                out[k] = torch.cat([v, torch.full_like(new, fill, dtype=v.dtype)], dim=1)
         out["input_ids"] = torch.cat([ids, new], dim=1)
         out["attention_mask"] = torch.cat([inputs["attention_mask"], new_mask.to(inputs["attention_mask"].dtype)], dim=1)
         return out

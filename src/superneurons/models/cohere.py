@@ -13,8 +13,9 @@ layer with layer L*'s attention mask) is refused. Prompt (chat template):
 
 from __future__ import annotations
 
-from superneurons.models.base import MIXED_ATTENTION, VLM, Support
+from superneurons.models.base import VLM
 from superneurons.models.registry import register_adapter
+from superneurons.models.support import MIXED_ATTENTION, Support
 
 
 @register_adapter("aya_vision")

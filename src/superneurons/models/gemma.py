@@ -20,8 +20,9 @@ a prefix LM). Without them Gemma3's activations are off and PaliGemma's depend o
 
 from __future__ import annotations
 
-from superneurons.models.base import MIXED_ATTENTION, VLM, Support
+from superneurons.models.base import VLM
 from superneurons.models.registry import register_adapter
+from superneurons.models.support import MIXED_ATTENTION, Support
 
 
 @register_adapter("gemma3")
@@ -39,5 +40,6 @@ class PaliGemmaVLM(VLM):
 
     family = "paligemma"
     plain_prompt = "<image>answer en {question}"
+    generated_token_type = 1  # the suffix: generated tokens attend causally (as PaliGemma's generate does)
     support = Support(prefix_reuse=False, why="the prompt is a bidirectional prefix: an image prefix encoded "
                                               "alone would not attend to the question")

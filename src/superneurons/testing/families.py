@@ -180,11 +180,11 @@ def gemma3(path: Path) -> Path:
     config = tf.Gemma3Config(
         text_config={**_text(tok), "sliding_window": 8, "sliding_window_pattern": 2, "query_pre_attn_scalar": 16},
         vision_config={"model_type": "siglip_vision_model", **VISION, "image_size": 28, "patch_size": 14},
-        mm_tokens_per_image=1, boi_token_index=boi, eoi_token_index=eoi, image_token_index=image)
+        mm_tokens_per_image=4, boi_token_index=boi, eoi_token_index=eoi, image_token_index=image)
     ip = tf.Gemma3ImageProcessorPil(size={"height": 28, "width": 28}, do_pan_and_scan=False)
     template = chat_template("<start_of_turn>user\n", "<start_of_image>", "<end_of_turn>\n", "<start_of_turn>model\n",
                              bos="<bos>")
-    proc = tf.Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=1, chat_template=template)
+    proc = tf.Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
 
