@@ -128,3 +128,16 @@ def test_weight_sketch_falls_back_to_memory_without_safetensors(tiny_llava):
     vlm.model, vlm.decoder_layers, vlm.name_or_path, vlm.hub_kwargs = (tiny_llava.model, tiny_llava.decoder_layers,
                                                                        "/nonexistent", {})
     assert vlm.weight_sketch() == tiny_llava.fingerprint["weights"]
+
+
+def test_a_processor_that_needs_torchvision_is_a_clear_error(tiny_llava_dir, tmp_path):
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        pytest.skip("torchvision is installed: PixtralProcessor loads")
+    folder = tmp_path / "pixtral-like"
+    shutil.copytree(tiny_llava_dir, folder)
+    cfg = json.loads((folder / "processor_config.json").read_text())
+    (folder / "processor_config.json").write_text(json.dumps({**cfg, "processor_class": "PixtralProcessor"}))
+    with pytest.raises(ModelError, match=r"model type 'llava'.*Torchvision.*install it"):
+        load_model(str(folder), device="cpu")

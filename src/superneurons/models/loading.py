@@ -107,6 +107,10 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
             vlm = cls(model, processor, name_or_path=name_or_path, hub_kwargs=hub)
             return mark_truncated(vlm, config, max_layer, report)
         model = cls.load_weights(name_or_path, torch_dtype, **from_pretrained_kwargs)
+    except ImportError as exc:  # e.g. a processor transformers builds only with torchvision (PixtralProcessor)
+        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}): a dependency is missing "
+                         f"({' '.join(str(exc).split())[:300]}); install it (e.g. torchvision with a torch that "
+                         "matches yours), or override VLM.load_processor in an adapter in superneurons/models/") from exc
     except (OSError, ValueError, KeyError) as exc:
         hook = "load_processor" if processor is None else "load_weights"
         raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}) as a {cls.family} model "

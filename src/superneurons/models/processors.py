@@ -52,7 +52,8 @@ class VideoSettings(VideoProcessorMixin):
 
 def needs_torchvision(processor_cls: type) -> bool:
     """Whether `processor_cls` holds a video processor (which transformers builds with torchvision)."""
-    return any("video" in a for a in processor_cls.get_attributes())
+    attributes = getattr(processor_cls, "get_attributes", None)  # a placeholder class when a backend is missing
+    return callable(attributes) and any("video" in a for a in attributes())
 
 
 def image_only_class(processor_cls: type) -> type:
