@@ -92,6 +92,22 @@ def samples(images) -> list[Sample]:
 
 
 @pytest.fixture(scope="module")
+def references(family_vlm, samples):
+    """`references(model_type)` -> (hidden states [3, L, D], last-position logits [3, V]) of `samples`,
+    one plain forward per sample (cached)."""
+    done: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(model_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if model_type not in done:
+            vlm = family_vlm(model_type)
+            rows = [_reference(vlm, s) for s in samples]
+            done[model_type] = torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows])
+        return done[model_type]
+
+    return get
+
+
+@pytest.fixture(scope="module")
 def shared_samples(images) -> list[Sample]:
     own = [Sample(id=f"p{i}", image=images[0], question=q, label="yes") for i, q in enumerate(QUESTIONS)]
     return [*own, Sample(id="p3", image=images[3], question=QUESTIONS[1], label="no")]
@@ -137,7 +153,7 @@ def test_load_model_picks_the_adapter(model_type, family_dir, family_vlm):
 
 
 @pytest.mark.parametrize("model_type", RUNS)
-def test_capture_equals_a_plain_forward_and_batches_do_not_matter(model_type, family_vlm, samples):
+def test_capture_equals_a_plain_forward_and_batches_do_not_matter(model_type, family_vlm, samples, references):
     vlm = family_vlm(model_type)
     assert vlm.support.capture
     enc = vlm.prepare(samples)
@@ -145,8 +161,7 @@ def test_capture_equals_a_plain_forward_and_batches_do_not_matter(model_type, fa
     assert bool(mask[:, -1].all()) and not bool(mask[:, 0].all()), "the batch of 3 must be left padded"
     batched = capture(vlm, samples, batch_size=3, progress=False)
     single = capture(vlm, samples, batch_size=1, progress=False)
-    reference = torch.stack([_reference(vlm, s)[0] for s in samples])
-    _close(batched, reference)
+    _close(batched, references(model_type)[0])
     _close(single, batched)
 
 
@@ -168,11 +183,9 @@ def test_exit_layer_0_runs_one_layer_and_never_the_lm_head(model_type, family_vl
 
 
 @pytest.mark.parametrize("model_type", RUNS)
-def test_first_token_margins_equal_the_plain_forward(model_type, family_vlm, samples):
+def test_first_token_margins_equal_the_plain_forward(model_type, family_vlm, samples, references):
     vlm = family_vlm(model_type)
-    margins = first_token_margins(vlm, samples, batch_size=3)
-    logits = torch.stack([_reference(vlm, s)[1] for s in samples])
-    _close(margins, vlm.yes_no_margin(logits))
+    _close(first_token_margins(vlm, samples, batch_size=3), vlm.yes_no_margin(references(model_type)[1]))
 
 
 @pytest.mark.parametrize("model_type", RUNS)

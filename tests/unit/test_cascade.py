@@ -32,6 +32,7 @@ from superneurons.inference.cascade import (
     fit_temperature,
 )
 from superneurons.inference.classifier import SuperNeuronClassifier
+from superneurons.models.support import Support
 from superneurons.selection import SuperNeurons
 
 MODELS = ["tiny_llava", "tiny_qwen2vl", "tiny_qwen3vl"]
@@ -246,12 +247,16 @@ def test_slice_layer_kwargs_rules(tiny_llava):
 
 
 def test_refuses_what_it_cannot_resume(tiny_llava, samples):
-    fake = SimpleNamespace(text_config=SimpleNamespace(layer_types=["full_attention", "sliding_attention"] * 2))
+    fake = SimpleNamespace(text_config=SimpleNamespace(layer_types=["full_attention", "sliding_attention"] * 2),
+                           support=Support(), family="fake", name_or_path="m")
     with pytest.raises(ModelError, match="attention types"):
         check_resumable(fake, 1)
     check_resumable(fake, 3)
     with pytest.raises(ModelError, match="without max_layer"):
-        check_resumable(SimpleNamespace(max_layer=1, name_or_path="m", text_config=fake.text_config), 3)
+        check_resumable(SimpleNamespace(max_layer=1, name_or_path="m", text_config=fake.text_config,
+                                        support=Support(), family="fake"), 3)
+    with pytest.raises(ModelError, match="cascade is not exact for the fake family: no reason"):
+        check_resumable(SimpleNamespace(**{**vars(fake), "support": Support(cascade=False, why="no reason")}), 3)
     clf = make_classifier(tiny_llava, samples, exit_layer=1)
     clf.token = "last"
     with pytest.raises(DataError, match="'first' token"):
