@@ -211,9 +211,20 @@ def test_truncated_loading_equals_the_full_model(model_type, family_dir, family_
 
 
 @pytest.mark.parametrize("model_type", RUNS)
-def test_prefix_reuse_equals_the_plain_path_or_falls_back_saying_so(model_type, family_vlm, shared_samples):
+def test_prefix_reuse_equals_the_plain_path_or_falls_back_saying_so(model_type, family_vlm, shared_samples,
+                                                                    monkeypatch):
+    from superneurons.activations import prefix
     from superneurons.activations.prefix import capture_prefix, prefix_reuse_support
 
+    reused_groups = []
+    group_acts = prefix._group_acts
+
+    def spy(*args, **kwargs):
+        out = group_acts(*args, **kwargs)
+        reused_groups.append(out is not None)
+        return out
+
+    monkeypatch.setattr(prefix, "_group_acts", spy)
     vlm = family_vlm(model_type)
     plain = capture(vlm, shared_samples, batch_size=4, progress=False)
     ok, why = prefix_reuse_support(vlm)
@@ -225,6 +236,7 @@ def test_prefix_reuse_equals_the_plain_path_or_falls_back_saying_so(model_type, 
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             reused = capture_prefix(vlm, shared_samples, batch_size=2)
+        assert reused_groups == [True], "the 3 questions on one image must share an encoded prefix"
     _close(reused, plain)
 
 
