@@ -17,6 +17,7 @@ depend on (and which has no CPU build for every torch). Images are all the libra
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def needs_torchvision(processor_cls: type) -> bool:
     return callable(attributes) and any("video" in a for a in attributes())
 
 
+@functools.cache
 def image_only_class(processor_cls: type) -> type:
     """`processor_cls` accepting a `VideoSettings` as its video processor. Its `__init__` is the
     original, so `from_pretrained` / `from_args_and_dict` keep every saved setting; only the class
@@ -98,7 +100,7 @@ def _read_json(name_or_path: str, filename: str, kwargs: dict[str, Any]) -> dict
     hub = {k: kwargs[k] for k in HUB_KWARGS if kwargs.get(k) is not None}
     try:
         return json.loads(Path(hf_hub_download(name_or_path, filename, **hub)).read_text())
-    except Exception:  # noqa: BLE001 - any hub failure means "not there"; the caller falls back
+    except (OSError, ValueError):  # not in the repo / cache, offline, a bad id: the caller falls back
         return None
 
 

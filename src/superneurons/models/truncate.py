@@ -25,6 +25,9 @@ classifiers made with the full model stay compatible. Calling the removed final 
 (a full forward, `generate`, `token="last"`) raises a ModelError that says to load without
 `max_layer`.
 
+`checkpoint_sketch` reads the fingerprint's weight sketch from the same files (a few rows per
+tensor), so quantized or sharded loads are fingerprinted like the weights on disk.
+
     >>> vlm = load_model("llava-hf/llava-1.5-7b-hf", max_layer=1)      # doctest: +SKIP
     >>> vlm.num_layers, vlm.load_report.files_skipped                # doctest: +SKIP
     (2, ['model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors'])
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -343,13 +347,10 @@ def checkpoint_sketch(name_or_path: str, model: PreTrainedModel, param_names: li
         with safe_open(resolve(file), framework="pt") as f:
             part = f.get_slice(key)
             shape = part.get_shape()
-            if len(shape) < 2:
-                return None
-            numel, row = 1, 1
-            for d in shape:
-                numel *= d
-            for d in shape[1:]:
-                row *= d
-            values = [part[int(i) // row:int(i) // row + 1].reshape(-1)[int(i) % row] for i in sample_positions(numel, per)]
-        signs.append(torch.stack(values).float() > 0)
+            row = math.prod(shape[1:])  # values per slice along the first axis
+            values = torch.stack([part[int(i) // row:int(i) // row + 1].reshape(-1)[int(i) % row]
+                                  for i in sample_positions(math.prod(shape), per)])
+        if len(shape) < 2 or not values.is_floating_point():  # e.g. a checkpoint saved pre-quantized
+            return None
+        signs.append(values > 0)
     return sketch_hex(signs)
