@@ -36,8 +36,8 @@ def test_image_only_processor_keeps_saved_settings_and_video_attributes(smolvlm_
         assert isinstance(proc, SmolVLMProcessor) and proc.image_seq_len == 7
         assert isinstance(proc.video_processor, VideoSettings) and proc.video_processor.num_frames == 5
         # SmolVLM's apply_chat_template reads video_processor.num_frames / fps
-        text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}],
-                                        add_generation_prompt=True, tokenize=False)
+        chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
+        text = proc.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         assert "<image>" in text and text.endswith("Assistant:")
         with pytest.raises(ModelError, match="torchvision"):
             proc.video_processor.preprocess([])

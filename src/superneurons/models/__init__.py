@@ -13,7 +13,8 @@
 | truncate.py | load only decoder layers 0..k from a safetensors checkpoint |
 | processors.py | any family's processor built image-only when torchvision is missing |
 | support.py | `Support`: what is exact for a family (capture, early exit, truncate, prefix reuse, cascade) |
-| llava.py, qwen_vl.py (+ GLM-4V), gemma.py (Gemma3, PaliGemma), idefics.py (SmolVLM), mllama.py, fuyu.py, cohere.py (Aya Vision) | the families with dedicated adapters |
+| llava.py, qwen_vl.py | LLaVA-1.5; Qwen2-VL, Qwen2.5-VL, Qwen3-VL and GLM-4V (multimodal RoPE) |
+| gemma.py, idefics.py, mllama.py, fuyu.py, cohere.py | Gemma3 + PaliGemma, SmolVLM, Mllama, Fuyu, Aya Vision |
 
 `registry.family_table()` is what `superneurons models` prints: every family the conformance suite
 checks, its adapter and what is exact for it (`VLM.support`).

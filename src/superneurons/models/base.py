@@ -348,7 +348,8 @@ class VLM:
                 fill = self.generated_token_type if k == "token_type_ids" else 0
                 out[k] = torch.cat([v, torch.full_like(new, fill, dtype=v.dtype)], dim=1)
         out["input_ids"] = torch.cat([ids, new], dim=1)
-        out["attention_mask"] = torch.cat([inputs["attention_mask"], new_mask.to(inputs["attention_mask"].dtype)], dim=1)
+        mask = inputs["attention_mask"]
+        out["attention_mask"] = torch.cat([mask, new_mask.to(mask.dtype)], dim=1)
         return out
 
     # ---- resuming a stopped forward, prefix reuse --------------------------------------------

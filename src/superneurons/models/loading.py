@@ -108,14 +108,15 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
             return mark_truncated(vlm, config, max_layer, report)
         model = cls.load_weights(name_or_path, torch_dtype, **from_pretrained_kwargs)
     except ImportError as exc:  # e.g. a processor transformers builds only with torchvision (PixtralProcessor)
-        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}): a dependency is missing "
-                         f"({' '.join(str(exc).split())[:300]}); install it (e.g. torchvision with a torch that "
-                         "matches yours), or override VLM.load_processor in an adapter in superneurons/models/") from exc
+        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}): a dependency is "
+                         f"missing ({' '.join(str(exc).split())[:300]}); install it (e.g. torchvision with a torch "
+                         "that matches yours), or override VLM.load_processor in an adapter in superneurons/models/"
+                         ) from exc
     except (OSError, ValueError, KeyError) as exc:
         hook = "load_processor" if processor is None else "load_weights"
-        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}) as a {cls.family} model "
-                         f"({type(exc).__name__}: {exc}); check the id/folder and that it holds weights, config and "
-                         f"processor files, or, for a family the generic path cannot load, add an adapter in "
+        raise ModelError(f"cannot load {name_or_path!r} (model type {config.model_type!r}) as a {cls.family} "
+                         f"model ({type(exc).__name__}: {exc}); check the id/folder and that it holds weights, "
+                         f"config and processor files, or, for a family the generic path cannot load, add an adapter in "
                          f"superneurons/models/ that overrides VLM.{hook}") from exc
     placed = any(from_pretrained_kwargs.get(k) is not None for k in ("device_map", "quantization_config"))
     if not placed:  # a device map or a quantizer already placed the weights

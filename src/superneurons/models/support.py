@@ -42,4 +42,5 @@ class Support:
 
     def refusal(self, feature: str, family: str) -> str:
         """The sentence the library says when `feature` is off for `family`."""
-        return f"{feature.replace('_', ' ')} is not exact for the {family} family" + (f": {self.why}" if self.why else "")
+        why = f": {self.why}" if self.why else ""
+        return f"{feature.replace('_', ' ')} is not exact for the {family} family{why}"

@@ -126,6 +126,21 @@ def seeded_model(config: Any, seed: int = 0, dtype: str = "float32") -> Any:
     return model_from_config(config).to(getattr(torch, dtype)).eval()
 
 
+def with_video_processor(processor_cls: type, video_class: str, video: dict[str, Any] | None = None,
+                         **kwargs: Any) -> Any:
+    """`processor_cls(**kwargs)` with the family's video processor: the real one with torchvision, else
+    `VideoSettings` holding the settings (saved like the real one's, as hub checkpoints have them)."""
+    import transformers as tf
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        return processor_cls(video_processor=getattr(tf, video_class)(**(video or {})), **kwargs)
+    from superneurons.models.processors import VideoSettings, image_only_class
+
+    return image_only_class(processor_cls)(video_processor=VideoSettings(video_processor_type=video_class,
+                                                                         **(video or {})), **kwargs)
+
+
 def _literal(text: str) -> str:
     return "{{ " + repr(text) + " }}" if text else ""
 
@@ -197,8 +212,6 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
     """
     import torch
     import transformers as tf
-    from transformers.utils import is_torchvision_available
-
     path = Path(path)
     tok = build_tokenizer(QWEN_SPECIALS, pad="<|endoftext|>", eos="<|im_end|>", chat_template=QWEN_CHAT_TEMPLATE)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
@@ -250,13 +263,6 @@ def make_tiny_qwen_vl(path: str | Path, version: QwenVersion = "qwen2_vl", text_
         min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
         size={"shortest_edge": pixels, "longest_edge": pixels})
     video_cls = "Qwen3VLVideoProcessor" if version == "qwen3_vl" else "Qwen2VLVideoProcessor"
-    if is_torchvision_available():
-        video: Any = getattr(tf, video_cls)()
-    else:  # the stock processor insists on a video processor: keep its settings only (images are all we feed)
-        from superneurons.models.processors import VideoSettings, image_only_class
-
-        proc_cls = image_only_class(proc_cls)
-        video = VideoSettings(video_processor_type=video_cls)
-    processor = proc_cls(image_processor=image_processor, tokenizer=tok, video_processor=video,
-                         chat_template=QWEN_CHAT_TEMPLATE)
+    processor = with_video_processor(proc_cls, video_cls, image_processor=image_processor, tokenizer=tok,
+                                     chat_template=QWEN_CHAT_TEMPLATE)
     return _save(model, processor, path)

@@ -25,6 +25,7 @@ from superneurons.testing.factory import (
     make_tiny_qwen_vl,
     save_family,
     seeded_model,
+    with_video_processor,
 )
 
 HIDDEN = 32
@@ -59,8 +60,8 @@ def llava_next(path: Path) -> Path:
         tie_word_embeddings=False)
     ip = tf.LlavaNextImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
                                        image_grid_pinpoints=grid)
-    proc = tf.LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-                                 chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1)
+    proc = tf.LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=14, chat_template=LLAVA_CHAT_TEMPLATE,
+                                 vision_feature_select_strategy="default", num_additional_image_tokens=1)
     return save_family(seeded_model(config), proc, path)
 
 
@@ -75,31 +76,19 @@ def llava_onevision(path: Path) -> Path:
     config = tf.LlavaOnevisionConfig(
         text_config={"model_type": "qwen2", **_text(tok)},
         vision_config={"model_type": "siglip_vision_model", **VISION, "image_size": 28, "patch_size": 14},
-        image_token_index=image, video_token_index=video, image_grid_pinpoints=grid, vision_aspect_ratio="anyres_max_1")
+        image_token_index=image, video_token_index=video, image_grid_pinpoints=grid,
+        vision_aspect_ratio="anyres_max_1")
     ip = tf.LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=grid)
     template = chat_template("<|im_start|>user\n", "<image>\n", "<|im_end|>\n", "<|im_start|>assistant\n")
-    proc = _with_video(tf.LlavaOnevisionProcessor, "LlavaOnevisionVideoProcessor", image_processor=ip, tokenizer=tok,
-                       num_image_tokens=4, vision_feature_select_strategy="full", chat_template=template,
-                       vision_aspect_ratio="anyres_max_1")
+    proc = with_video_processor(tf.LlavaOnevisionProcessor, "LlavaOnevisionVideoProcessor", image_processor=ip,
+                                tokenizer=tok, num_image_tokens=4, vision_feature_select_strategy="full",
+                                chat_template=template, vision_aspect_ratio="anyres_max_1")
     return save_family(seeded_model(config), proc, path)
 
 
-def _with_video(processor_cls: type, video_class: str, video: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    """`processor_cls(**kwargs)` with the family's video processor: the real one with torchvision, else
-    `VideoSettings` holding the settings (saved like the real one's, as hub checkpoints have them)."""
-    import transformers as tf
-    from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available():
-        return processor_cls(video_processor=getattr(tf, video_class)(**(video or {})), **kwargs)
-    from superneurons.models.processors import VideoSettings, image_only_class
-
-    return image_only_class(processor_cls)(video_processor=VideoSettings(video_processor_type=video_class,
-                                                                         **(video or {})), **kwargs)
-
-
 def _idefics_tokenizer(extra: list[str], **named: str) -> Any:
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<fake_token_around_image>", "<image>", "<end_of_utterance>", *extra]
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<fake_token_around_image>", "<image>", "<end_of_utterance>",
+                *extra]
     return build_tokenizer(specials, pad="<pad>", eos="<end_of_utterance>", bos="<s>",
                            named={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
                                   "end_of_utterance_token": "<end_of_utterance>", **named})
@@ -127,7 +116,8 @@ def _idefics3_like(config_cls: type, image_processor_cls: type, tok: Any) -> tup
     config = config_cls(text_config={"model_type": "llama", **_text(tok)},
                         vision_config={**VISION, "image_size": 28, "patch_size": 14}, scale_factor=2,
                         image_token_id=_ids(tok, "<image>")[0])
-    ip = image_processor_cls(do_image_splitting=False, size={"longest_edge": 28}, max_image_size={"longest_edge": 28})
+    ip = image_processor_cls(do_image_splitting=False, size={"longest_edge": 28},
+                             max_image_size={"longest_edge": 28})
     return config, ip, chat_template("<|im_start|>User:", "<image>", "<end_of_utterance>\n", "Assistant:")
 
 
@@ -147,7 +137,7 @@ def smolvlm(path: Path) -> Path:
 
     tok = _idefics_tokenizer(["<global-img>", "<video>"], global_image_token="<global-img>", video_token="<video>")
     config, ip, template = _idefics3_like(tf.SmolVLMConfig, tf.SmolVLMImageProcessorPil, tok)
-    proc = _with_video(tf.SmolVLMProcessor, "SmolVLMVideoProcessor", {"num_frames": 8, "fps": 1},
+    proc = with_video_processor(tf.SmolVLMProcessor, "SmolVLMVideoProcessor", {"num_frames": 8, "fps": 1},
                        image_processor=ip, tokenizer=tok, image_seq_len=1, chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
@@ -182,8 +172,8 @@ def gemma3(path: Path) -> Path:
         vision_config={"model_type": "siglip_vision_model", **VISION, "image_size": 28, "patch_size": 14},
         mm_tokens_per_image=4, boi_token_index=boi, eoi_token_index=eoi, image_token_index=image)
     ip = tf.Gemma3ImageProcessorPil(size={"height": 28, "width": 28}, do_pan_and_scan=False)
-    template = chat_template("<start_of_turn>user\n", "<start_of_image>", "<end_of_turn>\n", "<start_of_turn>model\n",
-                             bos="<bos>")
+    template = chat_template("<start_of_turn>user\n", "<start_of_image>", "<end_of_turn>\n",
+                             "<start_of_turn>model\n", bos="<bos>")
     proc = tf.Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
@@ -222,7 +212,7 @@ def internvl(path: Path) -> Path:
         image_token_id=_ids(tok, "<IMG_CONTEXT>")[0], image_seq_length=1, downsample_ratio=0.5)
     ip = tf.GotOcr2ImageProcessorPil(size={"height": 28, "width": 28}, crop_to_patches=False)
     template = chat_template("<|im_start|>user\n", "<IMG_CONTEXT>\n", "<|im_end|>\n", "<|im_start|>assistant\n")
-    proc = _with_video(tf.InternVLProcessor, "InternVLVideoProcessor", image_processor=ip, tokenizer=tok,
+    proc = with_video_processor(tf.InternVLProcessor, "InternVLVideoProcessor", image_processor=ip, tokenizer=tok,
                        image_seq_length=1, chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
@@ -260,10 +250,11 @@ def glm4v(path: Path) -> Path:
     quarter = HIDDEN // HEADS // 4  # mrope sections (t, h, w) cover the rotary half of each head's dims, halved
     config = tf.Glm4vConfig(
         text_config={**_text(tok), "num_key_value_heads": 1, "rope_parameters": {
-            "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [quarter // 2, quarter // 4, quarter // 4],
-            "partial_rotary_factor": 0.5}},
+            "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+            "mrope_section": [quarter // 2, quarter // 4, quarter // 4]}},
         vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "image_size": 28,
-                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": HIDDEN},
+                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                       "out_hidden_size": HIDDEN},
         image_token_id=image, video_token_id=video, image_start_token_id=boi, image_end_token_id=eoi,
         video_start_token_id=bov, video_end_token_id=eov)
     pixels = 28 * 28
@@ -271,7 +262,7 @@ def glm4v(path: Path) -> Path:
                                    merge_size=2, temporal_patch_size=2)
     template = chat_template("<|user|>\n", "<|begin_of_image|><|image|><|end_of_image|>", "", "<|assistant|>\n",
                              bos="[gMASK]<sop>")
-    proc = _with_video(tf.Glm4vProcessor, "Glm4vVideoProcessor", image_processor=ip, tokenizer=tok,
+    proc = with_video_processor(tf.Glm4vProcessor, "Glm4vVideoProcessor", image_processor=ip, tokenizer=tok,
                        chat_template=template)
     return save_family(seeded_model(config), proc, path)
 
@@ -280,8 +271,8 @@ def mistral3(path: Path) -> Path:
     """Mistral3 (Pixtral vision, 2x2 patch merge), Mistral text, `[IMG]` / `[IMG_BREAK]` / `[IMG_END]` tokens."""
     import transformers as tf
 
-    tok = build_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"],
-                          pad="<pad>", eos="</s>", bos="<s>")
+    tok = build_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]",
+                           "[/INST]"], pad="<pad>", eos="</s>", bos="<s>")
     config = tf.Mistral3Config(
         text_config={"model_type": "mistral", **_text(tok)},
         vision_config={"model_type": "pixtral", **VISION, "image_size": 56, "patch_size": 14, "head_dim": 16},
@@ -298,8 +289,8 @@ def fuyu(path: Path) -> Path:
     """Fuyu (a base checkpoint: no chat template): image patches go straight into a Persimmon decoder."""
     import transformers as tf
 
-    tok = build_tokenizer(["<unk>", "<s>", "|ENDOFTEXT|", "<pad>", "\x04"], pad="<pad>", eos="|ENDOFTEXT|", bos="<s>",
-                          prefix_space=True, words=("|SPEAKER|", "|NEWLINE|"))
+    tok = build_tokenizer(["<unk>", "<s>", "|ENDOFTEXT|", "<pad>", "\x04"], pad="<pad>", eos="|ENDOFTEXT|",
+                          bos="<s>", prefix_space=True, words=("|SPEAKER|", "|NEWLINE|"))
     config = tf.FuyuConfig(
         text_config={"model_type": "persimmon", **_text(tok), "partial_rotary_factor": 0.5},
         image_size=28, patch_size=14, image_token_id=_ids(tok, "|SPEAKER|")[0], pad_token_id=tok.pad_token_id,
