@@ -118,8 +118,10 @@ def _group_acts(vlm: VLM, group: Sequence[Sample], chosen: list[int], stop: int,
     first = vlm.prepare(group[:1])
     if first["input_ids"].shape[1] != lengths[0]:  # a batch of one has no padding
         return None
-    per_token = first["input_ids"].shape  # input_ids, the mask, token type ids: cut to the prefix
-    prefix = {k: v[:, :p] if isinstance(v, torch.Tensor) and v.shape == per_token else v for k, v in first.items()}
+    # per-token inputs ([1, S, ...]: ids, mask, token types, Mllama's cross-attention mask): cut to the prefix
+    per_token = first["input_ids"].shape
+    prefix = {k: v[:, :p] if isinstance(v, torch.Tensor) and v.shape[:2] == per_token else v
+              for k, v in first.items()}
     if rope is not None:
         prefix["position_ids"] = rope[:, :1, width - lengths[0]:width - lengths[0] + p]
     cache = DynamicCache(config=vlm.model.config)  # per-layer kinds (e.g. sliding windows) as the model has them
