@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[str] = [
     "experiment",
     "predict",
     "probe",
+    "push",
     "select",
     "synth",
 ]

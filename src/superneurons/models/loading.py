@@ -78,9 +78,12 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     """
     from transformers import AutoConfig
 
+    from superneurons.models.truncate import HUB_KWARGS
+
     name_or_path = str(name_or_path)
+    hub = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}  # config and processor too
     try:
-        config = AutoConfig.from_pretrained(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path, **hub)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a model config from {name_or_path!r} ({exc}); pass a hub id such as "
                          "llava-hf/llava-1.5-7b-hf or a folder written by save_pretrained") from exc
@@ -89,7 +92,7 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev, config)
     try:
-        processor = cls.load_processor(config.model_type, name_or_path)
+        processor = cls.load_processor(config.model_type, name_or_path, **hub)
         if max_layer is not None:
             from superneurons.models.truncate import load_truncated_model, mark_truncated
 
