@@ -97,31 +97,31 @@ def test_from_pretrained_reads_the_revision_asked_for(tiny_clf, tmp_path):
         SuperNeuronClassifier.from_pretrained(REPO, "pope", revision="f" * 40, cache_dir=cache)
 
 
-def test_cli_predict_takes_a_hub_id_from_the_cache(tiny_clf, tiny_llava, tiny_llava_dir, tmp_path):
+def test_cli_predict_takes_a_hub_id_from_the_cache(tiny_clf, tiny_llava, tiny_llava_dir, tmp_path, monkeypatch):
     clf, folder, data = tiny_clf
     cache = tmp_path / "hub"
-    cache_repo(cache, REPO, _files(folder, "pope"))
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    cache_repo(cache, REPO, {**_files(folder, None), **_files(folder, "pope")}, commit=SHA)
+    want = clf.predict(tiny_llava, load_samples(data)).preds.tolist()
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}  # a fresh process, as a user runs it
     out = tmp_path / "preds.jsonl"
-    res = subprocess.run([sys.executable, "-m", "superneurons", "predict", "--classifier", f"{REPO}/pope",
+    res = subprocess.run([sys.executable, "-m", "superneurons", "predict", "--classifier", REPO,
                           "--model", str(tiny_llava_dir), "--data", str(data), "--out", str(out), "--device", "cpu"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
-    got = [json.loads(line)["prediction"] for line in out.read_text().splitlines()]
-    assert got == clf.predict(tiny_llava, load_samples(data)).preds.tolist()
+    assert [json.loads(line)["prediction"] for line in out.read_text().splitlines()] == want
 
-
-
-def test_cli_names_a_missing_hub_classifier(tiny_clf, tiny_llava_dir, tmp_path, monkeypatch):
-    _, folder, data = tiny_clf
-    cache_repo(tmp_path / "hub", REPO, _files(folder, "pope"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     from superneurons.cli.app import _register_all, app
 
     _register_all()
+    res = CliRunner().invoke(app, ["predict", "--classifier", f"{REPO}/pope", "--revision", SHA, "--model",
+                                   str(tiny_llava_dir), "--data", str(data), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["prediction"] for line in out.read_text().splitlines()] == want
+    cache_repo(cache, "user/empty", {"README.md": folder / CLASSIFIER_CONFIG})
     for cmd in ("predict", "evaluate", "cascade-sweep", "bench"):
         extra = ["--out", str(tmp_path / "p.jsonl")] if cmd == "predict" else []
-        res = CliRunner().invoke(app, [cmd, "--classifier", REPO, "--model", str(tiny_llava_dir), "--data",
+        res = CliRunner().invoke(app, [cmd, "--classifier", "user/empty", "--model", str(tiny_llava_dir), "--data",
                                        str(data), *extra])
         assert isinstance(res.exception, DataError) and "holds no classifier" in str(res.exception), cmd
     res = CliRunner().invoke(app, ["cascade-sweep", "--classifier", f"{REPO}/pope", "--model", str(tiny_llava_dir),

@@ -2,8 +2,9 @@
 
 The artifact is everything inference needs and nothing else: which neurons (layer, unit), their
 thresholds and rules, the aggregation, and what they were found with (model id, revision and
-fingerprint, prompt template, the probing questions' format, token position). Prediction runs the model only up to the deepest SN layer L*
-(`exit_layer`) and records only the SN layers, then aggregates the K scalars.
+fingerprint, prompt template, the probing questions' format, token position). Prediction runs the
+model only up to the deepest SN layer L* (`exit_layer`) and records only the SN layers, then
+aggregates the K scalars.
 
 On disk (`save(dir)`): `classifier.safetensors` (tensors `layers`, `neurons`, `alpha`, `rule`,
 `scores`) + `classifier.json` (everything else). Never pickled. `from_pretrained` also reads a

@@ -39,14 +39,21 @@ def split_hub_id(spec: str, subfolder: str | None = None) -> tuple[str, str | No
     parts = [p for p in str(spec).strip("/").split("/") if p]
     repo_id, rest = "/".join(parts[:2]), "/".join(parts[2:])
     sub = "/".join(p for p in (rest, (subfolder or "").strip("/")) if p) or None
+    if (why := _invalid_repo_id(repo_id)) is not None:
+        raise DataError(f"{spec!r} is neither a classifier folder on this machine nor a Hub id "
+                        f"(user/repo[/subfolder]): {why}")
+    return repo_id, sub
+
+
+def _invalid_repo_id(repo_id: str) -> str | None:
+    """Why `repo_id` is no valid Hub id (huggingface_hub's rules), or None."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise DataError(f"{spec!r} is neither a classifier folder on this machine nor a Hub id "
-                        f"(user/repo[/subfolder]): {exc}") from None
-    return repo_id, sub
+        return str(exc)
+    return None
 
 
 def _where(repo_id: str, subfolder: str | None, revision: str | None) -> str:
@@ -91,15 +98,7 @@ def _offline() -> bool:
 
 # ---- the model card --------------------------------------------------------------------------------------
 def _is_hub_id(name: str) -> bool:
-    if not name or Path(name).expanduser().exists():
-        return False
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
+    return bool(name) and not Path(name).expanduser().exists() and _invalid_repo_id(name) is None
 
 
 def _pct(v: Any) -> str:

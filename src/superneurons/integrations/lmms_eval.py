@@ -150,7 +150,7 @@ class SuperNeuronsBackend:
         self.strict = _as_bool(strict, "strict")
         self.clf.check_compatible(self.vlm, strict=self.strict)  # refuse at start, not after the first batch
         self.batch_size = _batch_size(batch_size)
-        self.aggregation, self.temperature, self.score_kind = resolve_score(self.clf, aggregation)
+        self.aggregation, self.temperature, _ = resolve_score(self.clf, aggregation)
         self._warned: set[str] = set()
         self.task_dict: dict[str, Any] = getattr(self, "task_dict", {})
 
