@@ -38,6 +38,8 @@ SHARD_PATTERN = "shard-{:05d}.safetensors"  #: activation store: one shard of sa
 RANK_DIR = "rank-{:05d}"  #: a distributed store: one rank's own store
 CLASSIFIER_WEIGHTS = "classifier.safetensors"
 CLASSIFIER_CONFIG = "classifier.json"
+MODEL_CARD = "README.md"  #: the card of a classifier pushed to the Hub (and of its repo root)
+LIBRARY_NAME = "superneurons"  #: `library_name` of the Hub cards; the lmms-eval model name
 CASCADE_JSON = "cascade_sweep.json"
 CASCADE_PLOT = "cascade_sweep.png"
 REPORT_HTML = "report.html"
@@ -47,3 +49,4 @@ FIGURE_DIR = "figures"
 
 # ---- optional dependencies ------------------------------------------------------------------------
 REPORT_EXTRA = "pip install superneurons[report]"
+LMMS_EVAL_EXTRA = "pip install superneurons[lmms-eval]"

@@ -86,6 +86,7 @@ def test_merged_store_reads_like_a_single_process_store(tiny_llava, samples, tmp
     store = ActivationStore(tmp_path / "dist")
     assert store.ids == ref.ids and store.labels.tolist() == ref.labels.tolist()
     assert store.layers == ref.layers and store.fingerprint == ref.fingerprint
+    assert m["question_format"] == ref.manifest["question_format"]  # of all ranks' questions
     torch.testing.assert_close(store.read(), ref.read())
     torch.testing.assert_close(store.read([2, 0]), ref.read([2, 0]))
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from superneurons.activations.store import FORMAT_VERSION, read_manifest, same_field
 from superneurons.constants import MANIFEST_NAME, RANK_DIR, __version__
+from superneurons.data.question_format import QuestionFormat
 from superneurons.errors import StoreError
 from superneurons.utils.files import read_json, write_json
 
@@ -205,6 +206,7 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     skipped: list[dict[str, str]] = []
     shards: list[dict[str, Any]] = []
     ranks: list[dict[str, Any]] = []
+    formats: list[QuestionFormat] = []
     complete = True
     for r in range(world_size):
         lo, hi = rank_slice(num_inputs, r, world_size)
@@ -218,6 +220,8 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
             ranks.append(entry)
             continue
         m = read_manifest(sub)
+        if (fmt := QuestionFormat.from_dict(m.get("question_format"))) is not None:
+            formats.append(fmt)
         if m.get("num_samples", 0) + len(m.get("skipped", [])) != hi - lo:
             raise StoreError(f"{sub} holds {m.get('num_samples')} samples (+{len(m.get('skipped', []))} skipped) "
                              f"but rank {r}'s slice has {hi - lo}; it belongs to another job: choose another --out")
@@ -243,6 +247,8 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     top = out / MANIFEST_NAME
     if top.is_file():
         merged["created"] = json.loads(top.read_text(encoding="utf-8")).get("created", merged.get("created"))
+    if formats:  # the questions of all ranks, not rank 0's slice only
+        merged["question_format"] = QuestionFormat.merge(formats).to_dict()
     merged.update({"num_samples": len(ids), "ids": ids, "labels": labels, "skipped": skipped, "shards": shards,
                    "complete": complete, "world_size": world_size, "ranks": ranks,
                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -36,6 +36,7 @@ from superneurons.activations.store import (
 )
 from superneurons.config import CaptureConfig, configure
 from superneurons.constants import MANIFEST_NAME, RANK_DIR, SHARD_PATTERN, __version__
+from superneurons.data.question_format import QuestionFormat
 from superneurons.data.samples import check_both_classes, validate_samples
 from superneurons.errors import DataError, StoreError
 from superneurons.utils.files import write_json
@@ -80,8 +81,9 @@ def _probe_local(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCon
     n = len(good)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "library_version": __version__,
-        "model": vlm.name_or_path, "family": vlm.family, "fingerprint": vlm.fingerprint,
-        "prompt_template": vlm.prompt_template, "token": cfg.token,
+        "model": vlm.name_or_path, "model_revision": vlm.revision, "family": vlm.family,
+        "fingerprint": vlm.fingerprint, "prompt_template": vlm.prompt_template,
+        "question_format": QuestionFormat.from_questions([s.question for s in good]).to_dict(), "token": cfg.token,
         "max_new_tokens": cfg.max_new_tokens if cfg.token == "last" else None,
         "layers": chosen, "exit_layer": stop, "hidden_size": vlm.hidden_size, "dtype": cfg.dtype,
         "shard_size": cfg.shard_size, "num_samples": n,

@@ -22,6 +22,7 @@ _COMMAND_MODULES: list[str] = [
     "models",
     "predict",
     "probe",
+    "push",
     "select",
     "synth",
 ]

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import typer
 
+from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
 from superneurons.constants import MAX_NEW_TOKENS
 
 
 def bench_command(
     model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder."),
     data: Path = typer.Option(..., "--data", "-d", help="JSONL/JSON of {id, image, question[, label]}."),
-    classifiers: list[Path] | None = typer.Option(None, "--classifier", "-c", help="Classifier folder "
-                                                 "(repeatable); timed at its own L*."),
+    classifiers: list[str] | None = typer.Option(None, "--classifier", "-c", help=CLASSIFIER_HELP + " "
+                                                "Repeatable; each is timed at its own L*."),
+    revision: str | None = REVISION,
     exit_layers: list[int] | None = typer.Option(None, "--exit-layer", help="Also time a timing-only SN set "
                                                  "exiting after this layer (repeatable; default 1)."),
     k: int = typer.Option(16, "--k", help="Neurons in a timing-only SN set."),
@@ -51,7 +53,7 @@ def bench_command(
         import torch
 
         torch.set_num_threads(threads)
-    clfs = [SuperNeuronClassifier.load(c) for c in classifiers or []]
+    clfs = [SuperNeuronClassifier.from_pretrained(c, revision=revision) for c in classifiers or []]
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import typer
 
+from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
+
 
 def parse_margins(spec: str | None) -> list[float] | None:
     """"0,0.1,0.25" -> [0.0, 0.1, 0.25]; None or "" -> None (the default grid)."""
@@ -33,7 +35,8 @@ def parse_margins(spec: str | None) -> list[float] | None:
 
 
 def cascade_sweep_command(
-    classifier: Path = typer.Option(..., "--classifier", "-c", help="Folder written by `superneurons select`."),
+    classifier: str = typer.Option(..., "--classifier", "-c", help=CLASSIFIER_HELP),
+    revision: str | None = REVISION,
     model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder (the probed model)."),
     data: Path = typer.Option(..., "--data", "-d", help="Labelled JSONL/JSON of {id, image, question, label}."),
     margins: str | None = typer.Option(None, "--margins", help="Comma-separated margins in [0, 0.5] "
@@ -66,9 +69,13 @@ def cascade_sweep_command(
     from superneurons.models import load_model
 
     grid = parse_margins(margins) or list(DEFAULT_MARGINS)
-    clf = SuperNeuronClassifier.load(classifier)
+    clf = SuperNeuronClassifier.from_pretrained(classifier, revision=revision)
     err = Console(stderr=True)
     if calibrate is not None:
+        if not Path(classifier).is_dir():
+            raise DataError(f"--calibrate saves the temperature into the classifier folder, and {classifier!r} is a "
+                            "Hub id: download it first (`hf download REPO --include 'SUBFOLDER/*' --local-dir DIR`) "
+                            "or pass --temperature")
         t = calibrate_cascade(clf, calibrate)
         clf.save(classifier)
         err.print(f"calibrated the mean score on {calibrate}: temperature {t:.4g} (saved into {classifier})")

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import typer
 
+from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
 from superneurons.constants import MAX_NEW_TOKENS
 
 
 def evaluate_command(
-    classifier: Path = typer.Option(..., "--classifier", "-c", help="Folder written by `superneurons select`."),
+    classifier: str = typer.Option(..., "--classifier", "-c", help=CLASSIFIER_HELP),
+    revision: str | None = REVISION,
     model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder (the probed model)."),
     data: Path = typer.Option(..., "--data", "-d", help="Labelled JSONL/JSON of {id, image, question, label}."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the metrics as JSON here."),
@@ -46,7 +48,7 @@ def evaluate_command(
     from superneurons.models import load_model
 
     config = InferConfig(batch_size=batch_size, strict=strict, cascade_margin=cascade_margin)
-    clf = SuperNeuronClassifier.load(classifier)
+    clf = SuperNeuronClassifier.from_pretrained(classifier, revision=revision)
     samples = load_samples(data)
     if limit is not None:
         if limit < 1:

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import typer
 
+from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
+
 
 def predict_command(
-    classifier: Path = typer.Option(..., "--classifier", "-c", help="Folder written by `superneurons select`."),
+    classifier: str = typer.Option(..., "--classifier", "-c", help=CLASSIFIER_HELP),
+    revision: str | None = REVISION,
     model: str = typer.Option(..., "--model", "-m", help="Hub id or local folder (the probed model)."),
     data: Path = typer.Option(..., "--data", "-d", help="JSONL/JSON of {id, image, question[, label]}."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL to write."),
@@ -44,7 +47,7 @@ def predict_command(
 
     config = InferConfig(aggregation=aggregation, batch_size=batch_size, strict=strict, cascade_margin=cascade_margin,
                          truncate=truncate)
-    clf = SuperNeuronClassifier.load(classifier)
+    clf = SuperNeuronClassifier.from_pretrained(classifier, revision=revision)
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")

@@ -3,7 +3,8 @@
 | module | owns |
 |---|---|
 | aggregation.py | vote / mean / fraction of the K SN activations, the agreement rate (eq. 7) |
-| classifier.py | `SuperNeuronClassifier` (save / load / predict), `fit_classifier`, prediction files |
+| classifier.py | `SuperNeuronClassifier` (save / load / predict / from_pretrained / push_to_hub), `fit_classifier`, prediction files |
+| hub.py | Hugging Face Hub I/O: a classifier's snapshot (one subfolder per classifier), its model card, the push |
 | cascade.py | SNs when sure, the same forward resumed to the model's answer when not |
 | answer.py | `predict`: the classifier, or the cascade when a margin is set |
 """

@@ -1,16 +1,20 @@
 """`SuperNeuronClassifier`: a saved set of Super Neurons that answers yes/no with early exit (Alg. 2).
 
 The artifact is everything inference needs and nothing else: which neurons (layer, unit), their
-thresholds and rules, the aggregation, and what they were found with (model fingerprint,
-prompt template, token position). Prediction runs the model only up to the deepest SN layer L*
-(`exit_layer`) and records only the SN layers, then aggregates the K scalars.
+thresholds and rules, the aggregation, and what they were found with (model id, revision and
+fingerprint, prompt template, the probing questions' format, token position). Prediction runs the
+model only up to the deepest SN layer L* (`exit_layer`) and records only the SN layers, then
+aggregates the K scalars.
 
 On disk (`save(dir)`): `classifier.safetensors` (tensors `layers`, `neurons`, `alpha`, `rule`,
-`scores`) + `classifier.json` (everything else). Never pickled.
+`scores`) + `classifier.json` (everything else). Never pickled. `from_pretrained` also reads a
+Hub repo (one subfolder per classifier) and `push_to_hub` publishes one with a model card
+(`superneurons.inference.hub`).
 
     >>> clf = SuperNeuronClassifier.from_store(select_super_neurons(scores, snt=0.92), store)  # doctest: +SKIP
     >>> clf.save("clf/")                                                                     # doctest: +SKIP
     >>> out = SuperNeuronClassifier.load("clf/").predict(vlm, samples)                       # doctest: +SKIP
+    >>> clf = SuperNeuronClassifier.from_pretrained("user/super-neurons", subfolder="pope")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from superneurons.constants import (
     Token,
     __version__,
 )
+from superneurons.data.question_format import QuestionFormat
 from superneurons.errors import DataError, ModelError
 from superneurons.inference.aggregation import aggregate
+from superneurons.inference.hub import classifier_folder, push_classifier
 from superneurons.models.fingerprint import same_weights
 from superneurons.models.loading import load_model
 from superneurons.selection.driver import fit
@@ -45,6 +51,8 @@ from superneurons.selection.sets import SuperNeurons
 from superneurons.utils.files import read_json
 
 if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
     from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
 
@@ -64,7 +72,11 @@ class ClassifierOutput:
 
 @dataclass
 class SuperNeuronClassifier:
-    """Super Neurons + how to run them. `exit_layer` (L*) is the deepest SN layer."""
+    """Super Neurons + how to run them. `exit_layer` (L*) is the deepest SN layer.
+
+    `model_revision` is the Hub commit of the probed checkpoint (None for a local folder or an
+    older artifact); `question_format` what every probing question shared (None when unknown).
+    """
 
     sns: SuperNeurons
     fingerprint: dict[str, Any]
@@ -73,6 +85,8 @@ class SuperNeuronClassifier:
     aggregation: Aggregation = "mean"
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    model_revision: str | None = None
+    question_format: QuestionFormat | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -95,7 +109,8 @@ class SuperNeuronClassifier:
             raise DataError(f"the store manifest lacks {', '.join(missing)}; probe again with this library")
         return cls(sns=sns, fingerprint=dict(m["fingerprint"]), prompt_template=str(m["prompt_template"]),
                    token=str(m["token"]), aggregation=aggregation, model=str(m.get("model", "")),
-                   meta=dict(meta or {}))
+                   meta=dict(meta or {}), model_revision=m.get("model_revision"),
+                   question_format=QuestionFormat.from_dict(m.get("question_format")))
 
     @property
     def exit_layer(self) -> int:
@@ -179,11 +194,14 @@ class SuperNeuronClassifier:
         `truncate=True` builds and reads only the decoder layers 0..L* (no final norm, no LM head;
         `superneurons.models.truncate`): the memory of the vision tower, embeddings and L*+1 layers.
         A truncated model cannot run the cascade (`cascade_margin`) or token "last". `kwargs` go to
-        `load_model` (`dtype`, `device`, ...).
+        `load_model` (`dtype`, `device`, `revision`, ...); the recorded model is read at its recorded
+        revision unless another is given.
         """
         name = name_or_path or self.model
         if not name:
             raise ModelError("the classifier does not record the model it was built with; pass name_or_path")
+        if name == self.model and self.model_revision:
+            kwargs.setdefault("revision", self.model_revision)
         if truncate and self.token != "first":
             raise ModelError(f"truncate=True needs token 'first'; this classifier reads token {self.token!r}, "
                              "which needs the whole model")
@@ -195,8 +213,10 @@ class SuperNeuronClassifier:
         return {"format_version": FORMAT_VERSION, "library_version": __version__, "k": s.k,
                 "exit_layer": self.exit_layer, "layers_needed": self.layers_needed,
                 "aggregation": self.aggregation, "token": self.token, "metric": s.metric, "snt": s.snt,
-                "top_k": s.top_k, "max_layer": s.max_layer, "model": self.model, "fingerprint": self.fingerprint,
-                "prompt_template": self.prompt_template, "weights": CLASSIFIER_WEIGHTS, "meta": self.meta}
+                "top_k": s.top_k, "max_layer": s.max_layer, "model": self.model, "model_revision": self.model_revision,
+                "fingerprint": self.fingerprint, "prompt_template": self.prompt_template,
+                "question_format": None if self.question_format is None else self.question_format.to_dict(),
+                "weights": CLASSIFIER_WEIGHTS, "meta": self.meta}
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write `classifier.safetensors` + `classifier.json` into `directory`; return both paths."""
@@ -240,11 +260,36 @@ class SuperNeuronClassifier:
                            snt=cfg.get("snt"), top_k=cfg.get("top_k"), max_layer=cfg.get("max_layer"))
         clf = cls(sns=sns, fingerprint=dict(cfg["fingerprint"]), prompt_template=cfg["prompt_template"],
                   token=cfg.get("token", "first"), aggregation=cfg.get("aggregation", "mean"),
-                  model=cfg.get("model", ""), meta=dict(cfg.get("meta") or {}))
+                  model=cfg.get("model", ""), meta=dict(cfg.get("meta") or {}),
+                  model_revision=cfg.get("model_revision"),
+                  question_format=QuestionFormat.from_dict(cfg.get("question_format")))
         if cfg.get("exit_layer") != clf.exit_layer:
             raise DataError(f"{config}: exit_layer {cfg.get('exit_layer')} does not match the SN layers "
                             f"(deepest {clf.exit_layer}); the files do not belong together: select again")
         return clf
+
+    # ---- the Hub ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, repo_or_path: str | Path, subfolder: str | None = None, revision: str | None = None,
+                        token: str | bool | None = None, *, cache_dir: str | Path | None = None
+                        ) -> SuperNeuronClassifier:
+        """`load` a classifier folder, or a Hub repo's: `"user/repo"` with `subfolder` (or `"user/repo/sub"`).
+
+        A Hub classifier is fetched with `huggingface_hub.snapshot_download` (only its two files, at
+        `revision`; offline from the cache) and read with `load`.
+        """
+        return cls.load(classifier_folder(repo_or_path, subfolder, revision, token, cache_dir))
+
+    def push_to_hub(self, repo_id: str, subfolder: str | None = None, private: bool = False,
+                    token: str | None = None, *, metrics: dict[str, Any] | None = None,
+                    commit_message: str | None = None) -> CommitInfo:
+        """Upload the classifier and its model card to `repo_id` (created if missing), into `subfolder`.
+
+        The card (`README.md`) carries `library_name: superneurons`, the probed model as `base_model`
+        (`base_model_relation: adapter`) with its revision, the probe metrics, the validation
+        `metrics` if given (the JSON of `superneurons evaluate --out`) and the exact prompt template.
+        """
+        return push_classifier(self, repo_id, subfolder, private, token, metrics, commit_message)
 
 
 @dataclass

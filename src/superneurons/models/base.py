@@ -142,6 +142,11 @@ class VLM:
             raise ModelError(f"{name_or_path}: the chat template does not keep the question verbatim "
                              f"({self.prompt_template!r}); use a model whose template inserts the user text")
 
+    @property
+    def revision(self) -> str | None:
+        """The Hub commit the checkpoint was read from (`config._commit_hash`); None for a local folder."""
+        return getattr(self.model.config, "_commit_hash", None)
+
     # ---- structure -------------------------------------------------------------------------
     @property
     def text_config(self) -> Any:

@@ -80,9 +80,12 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     """
     from transformers import AutoConfig
 
+    from superneurons.models.truncate import HUB_KWARGS
+
     name_or_path = str(name_or_path)
+    hub = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}  # config and processor too
     try:
-        config = AutoConfig.from_pretrained(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path, **hub)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a model config from {name_or_path!r} ({exc}); pass a hub id such as "
                          "llava-hf/llava-1.5-7b-hf or a folder written by save_pretrained") from exc
