@@ -38,7 +38,7 @@ _BITS: dict[torch.dtype, tuple[torch.dtype, int]] = {
     torch.float16: (torch.int16, 0x7C00), torch.bfloat16: (torch.int16, 0x7F80),
     torch.float32: (torch.int32, 0x7F800000), torch.float64: (torch.int64, 0x7FF0000000000000)}
 _CPU_TILE = 1 << 21      # values per tile on CPU (4 MiB of fp16 + its 0/1 results: fits the L3 cache)
-_CPU_RESULTS = 1 << 23   # 0/1 results of all thresholds for one tile (16 MiB as int16)
+_CPU_RESULTS = 1 << 21   # 0/1 results of all thresholds for one tile (4 MiB as int16)
 _GPU_TILE = 1 << 27      # on a GPU a tile is simply a large chunk
 _MAX_ROWS = (1 << 15) - 1  # a 16-bit counter must not reach 2^15 (its sign bit)
 
@@ -104,22 +104,23 @@ def column_counts(b: Tensor) -> Tensor:
 
 
 def run_split(fn: Callable[[int, int], None], m: int, step: int, threads: int) -> None:
-    """Call `fn(lo, hi)` on `threads` column spans of [0, m) (multiples of `step`), in parallel threads.
+    """Call `fn(lo, hi)` on up to `threads` column spans of [0, m) (multiples of `step`), one thread each.
 
-    Each thread runs torch ops one after another on its own columns: torch's intra-op threads are
-    set to 1 meanwhile (restored after). On a shared CPU this is much faster than intra-op
-    parallelism, whose every op waits for all its threads (measured: 5-10x under load 9 on 2 cores).
+    Each thread runs torch ops one after another on its own columns, with torch's intra-op threads
+    set to 1 meanwhile (restored after). On a shared CPU this is far faster than intra-op
+    parallelism, whose every op waits for all its threads (measured on 2 cores under load 9: 0.12 s
+    against 1.0 s wall for 4 layers x 4096 x 3000, and 6x less CPU time).
     """
     tiles = -(-m // step)
     threads = max(1, min(threads, tiles))
     bounds = [min(m, (tiles * i // threads) * step) for i in range(threads + 1)]
     spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
-    if len(spans) == 1:
-        fn(*spans[0])
-        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if len(spans) == 1:
+            fn(*spans[0])
+            return
         with ThreadPoolExecutor(len(spans)) as ex:
             for f in [ex.submit(fn, lo, hi) for lo, hi in spans]:
                 f.result()
