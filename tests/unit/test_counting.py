@@ -181,3 +181,18 @@ def test_prefetched_reads_ahead_passes_errors_and_stops_early():
     assert next(gen) == 0
     gen.close()  # the reader stops: at most the items it was already holding were read
     assert len(read) <= 3
+
+
+def test_concurrent_counts_restore_torch_threads(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(counting, "_CPU_TILE", 64 * 7)  # many tiles: every call splits its columns
+    x, y = _nasty(50, torch.float16)
+    before = torch.get_num_threads()
+    counter = Counter(y)
+    with ThreadPoolExecutor(3) as ex:
+        results = list(ex.map(lambda a: counter.count(x, torch.tensor(a)), [0.0, 0.5, -0.5] * 2))
+    assert torch.get_num_threads() == before
+    for a, got in zip([0.0, 0.5, -0.5] * 2, results, strict=True):
+        ref = _python_counts(x, y, a)
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])

@@ -25,8 +25,10 @@ The code is device-generic: tensors on a GPU are counted there, without a copy t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -40,6 +42,7 @@ _BITS: dict[torch.dtype, tuple[torch.dtype, int]] = {
 _CPU_TILE = 1 << 21      # values per tile on CPU (4 MiB of fp16 + its 0/1 results: fits the L3 cache)
 _CPU_RESULTS = 1 << 21   # 0/1 results of all thresholds for one tile (4 MiB as int16)
 _GPU_TILE = 1 << 27      # on a GPU a tile is simply a large chunk
+_ROWS = 64               # rows per tile when the columns allow (long contiguous reads of each row)
 _MAX_ROWS = (1 << 15) - 1  # a 16-bit counter must not reach 2^15 (its sign bit)
 
 
@@ -103,29 +106,53 @@ def column_counts(b: Tensor) -> Tensor:
     return total.view(b.shape[1:])
 
 
-def run_split(fn: Callable[[int, int], None], m: int, step: int, threads: int) -> None:
-    """Call `fn(lo, hi)` on up to `threads` column spans of [0, m) (multiples of `step`), one thread each.
+_SECTION = threading.Lock()
+_section_depth = 0
+_section_threads = 1
 
-    Each thread runs torch ops one after another on its own columns, with torch's intra-op threads
-    set to 1 meanwhile (restored after). On a shared CPU this is far faster than intra-op
-    parallelism, whose every op waits for all its threads (measured on 2 cores under load 9: 0.12 s
-    against 1.0 s wall for 4 layers x 4096 x 3000, and 6x less CPU time).
-    """
-    tiles = -(-m // step)
-    threads = max(1, min(threads, tiles))
-    bounds = [min(m, (tiles * i // threads) * step) for i in range(threads + 1)]
-    spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+
+@contextmanager
+def _own_threads() -> Iterator[int]:
+    """Torch's intra-op threads set to 1 while any counting runs (nesting-safe); yields the number before."""
+    global _section_depth, _section_threads
+    with _SECTION:
+        if _section_depth == 0:
+            _section_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _section_depth += 1
+        threads = _section_threads
     try:
+        yield threads
+    finally:
+        with _SECTION:
+            _section_depth -= 1
+            if _section_depth == 0:
+                torch.set_num_threads(_section_threads)
+
+
+def run_split(fn: Callable[[int, int], None], m: int, step: int, device: torch.device) -> None:
+    """Call `fn(lo, hi)` on column spans of [0, m) (multiples of `step`), one Python thread each.
+
+    On the CPU there are as many spans as torch had intra-op threads, and each thread runs torch
+    ops one after another on its own columns, with intra-op threads set to 1 meanwhile (restored
+    after). On a shared CPU this is far faster than intra-op parallelism, whose every op waits for
+    all its threads (measured on 2 cores under load 9: 0.12 s against 1.0 s wall for 4 layers x
+    4096 x 3000, and 6x less CPU time). On a GPU, one span.
+    """
+    if device.type != "cpu":
+        fn(0, m)
+        return
+    with _own_threads() as threads:
+        tiles = -(-m // step)
+        threads = max(1, min(threads, tiles))
+        bounds = [min(m, (tiles * i // threads) * step) for i in range(threads + 1)]
+        spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
         if len(spans) == 1:
             fn(*spans[0])
             return
         with ThreadPoolExecutor(len(spans)) as ex:
             for f in [ex.submit(fn, lo, hi) for lo, hi in spans]:
                 f.result()
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Thresholds:
@@ -216,7 +243,7 @@ class Counter:
         gpu = x.device.type != "cpu"
         budget = max(1, (_GPU_TILE if gpu else _CPU_RESULTS) // thr.k)
         budget = budget if gpu else min(_CPU_TILE, budget)
-        width = min(m, max(64, budget // min(max(n, 1), 256)))
+        width = min(m, max(64, budget // min(max(n, 1), _ROWS)))
         rows = max(1, min(_MAX_ROWS, budget // width))
 
         def part(lo: int, hi: int) -> None:  # columns [lo, hi) with buffers of its own
@@ -229,7 +256,7 @@ class Counter:
                     for r0 in range(0, idx.numel(), rows):
                         self._tile(x2, idx[r0:r0 + rows], c0, c1, thr, counts[cls], (src, tmp, res))
 
-        run_split(part, m, width, 1 if gpu else torch.get_num_threads())
+        run_split(part, m, width, x.device)
         counts = thr.restore(counts)
         tp = counts[0]
         return (tp + counts[1]).view(thr.k, *shape), tp.view(thr.k, *shape)

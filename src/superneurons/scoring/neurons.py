@@ -100,7 +100,7 @@ def _check_names(names: Sequence[str], what: str) -> None:
 def _reported_alpha(alpha: Tensor | float, shape: tuple[int, ...]) -> Tensor:
     """The threshold as the caller gave it (not rounded to the activations' dtype), float64."""
     if isinstance(alpha, Tensor):
-        return alpha.to(torch.float64).expand(shape).clone()
+        return alpha.to(device="cpu", dtype=torch.float64).expand(shape).clone()
     return torch.full(shape, float(alpha), dtype=torch.float64)
 
 
@@ -224,7 +224,7 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
             raise StoreError(f"chunk for layers {ids} has shape {list(x.shape)}; expected [{n}, {len(ids)}, {d}]")
         sl = slice(row, row + len(ids))
         a = alpha[sl] if isinstance(alpha, Tensor) else alpha
-        r = rule[sl] if rule is not None else None
+        r = rule[sl].cpu() if rule is not None else None
         counts, thr, rl = _chunk_scores(counter, x, y, a, r, polarity, per_neuron_alpha, quantiles, rule_metric)
         for k, c in zip(COUNT_KEYS, counts, strict=True):
             out_counts[k][sl] = c

@@ -48,7 +48,7 @@ def best_cuts(x: Tensor, y: Tensor, metric: str, both_rules: bool
             c, t, r = _tile_cuts(x2[:, c0:c1], yd, metric, both_rules)
             counts[:, c0:c1], thr[c0:c1], rule[c0:c1] = c, t, r
 
-    run_split(part, m, width, 1 if x.device.type != "cpu" else torch.get_num_threads())
+    run_split(part, m, width, x.device)
     tp, fp, fn, tn = (c.view(shape) for c in counts)
     return (tp, fp, fn, tn), thr.view(shape), rule.view(shape)
 
