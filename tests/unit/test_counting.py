@@ -196,3 +196,13 @@ def test_concurrent_counts_restore_torch_threads(monkeypatch):
     for a, got in zip([0.0, 0.5, -0.5] * 2, results, strict=True):
         ref = _python_counts(x, y, a)
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
+def test_a_nan_alpha_is_refused():
+    from superneurons.errors import DataError
+
+    x, y = _nasty(20, torch.float16)
+    with pytest.raises(DataError, match="alpha is NaN"):
+        score_neurons(x, y, alpha=NAN)
+    with pytest.raises(DataError, match="NaN"):
+        alpha_sweep(x, y, alphas=[0.0, NAN])
