@@ -13,7 +13,7 @@ def test_small_benchmark_prints_the_before_after_table(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     for row in ("pure read of the same bytes", "today's scorer", "new score_neurons", "new alpha_sweep (32 alphas)",
-                "store read from page cache", "load average", "int16 bits -> int16 0/1"):
+                "store read from page cache", "load average", "int16 bits -> int16 0/1 (new)"):
         assert row in out, row
     assert out.count("x read (median)") == 2  # in memory and from the store
     assert "new counts equal today's exactly (every metric, in memory and from the store): yes" in out
