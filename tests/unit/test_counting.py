@@ -206,3 +206,14 @@ def test_a_nan_alpha_is_refused():
         score_neurons(x, y, alpha=NAN)
     with pytest.raises(DataError, match="NaN"):
         alpha_sweep(x, y, alphas=[0.0, NAN])
+
+
+def test_one_metric_equals_the_full_set():
+    from superneurons.constants import METRICS
+    from superneurons.scoring.metrics import metric_from_counts
+
+    g = torch.Generator().manual_seed(6)
+    tp, fp, fn, tn = (torch.randint(0, 4, (200,), generator=g) for _ in range(4))  # zeros: undefined ratios
+    full = metrics_from_counts(tp, fp, fn, tn)
+    for name in METRICS:
+        assert torch.equal(metric_from_counts(name, tp, fp, fn, tn), full[name]), name

@@ -62,13 +62,15 @@ def round_down_threshold(alpha: float | Tensor, dtype: torch.dtype) -> Tensor:
     return a_d
 
 
-def _bits(t: Tensor) -> Tensor:
+def float_bits(t: Tensor) -> Tensor:
     """Bit patterns of a float tensor as the signed integers of its width (-0 made +0)."""
     return torch.where(t == 0, torch.zeros_like(t), t).contiguous().view(_BITS[t.dtype][0])
 
 
-def _key(bits: Tensor) -> Tensor:
+def sortable_keys(bits: Tensor) -> Tensor:
     """Integers that sort like the floats whose `bits` they are (negative magnitudes reversed).
+
+    The map is its own inverse: `sortable_keys(sortable_keys(b))` is `b`.
 
     A NaN with the sign bit set sorts below -inf (never above a threshold), one without it above
     +inf (corrected by the caller)."""
@@ -86,9 +88,9 @@ def _colsum(b: Tensor) -> Tensor:
 
 def greater_than(x: Tensor, thr: Tensor, out: Tensor) -> Tensor:
     """`out = x > thr` (bool) for `thr` already in x's dtype (see `round_down_threshold`); NaN is False."""
-    if x.dtype in _BITS and x.stride(-1) == 1 and bool((_bits(thr) >= 0).all()):
+    if x.dtype in _BITS and x.stride(-1) == 1 and bool((float_bits(thr) >= 0).all()):
         xb = x.view(_BITS[x.dtype][0])
-        torch.gt(xb, _bits(thr), out=out)
+        torch.gt(xb, float_bits(thr), out=out)
         if bool(xb.max() > _BITS[x.dtype][1]):  # a NaN with a clear sign bit compared as above
             out &= ~torch.isnan(x)
         return out
@@ -162,20 +164,20 @@ class _Thresholds:
 
     Scalars with a clear sign bit compare the patterns as they are; negative scalars compare them
     with the sign bit flipped (`x > t` for t < 0 is `bits ^ sign < t_bits ^ sign`), each group a
-    contiguous run of `order`; per-neuron thresholds compare monotone keys (`_key`), three more
-    passes over a tile. A NaN threshold is +inf (nothing is above either).
+    contiguous run of `order`; per-neuron thresholds compare monotone keys (`sortable_keys`), three
+    more passes over a tile. A NaN threshold is +inf (nothing is above either).
     """
 
     def __init__(self, thr: Tensor, m: int):
         thr = torch.where(torch.isnan(thr), torch.full_like(thr, math.inf), thr)
         self.k = thr.shape[0]
-        b = _bits(thr)
+        b = float_bits(thr)
         self.sign = torch.iinfo(b.dtype).min
         self.per_neuron = thr.dim() == 2
         if self.per_neuron:
             if thr.shape[1] != m:
                 raise DataError(f"per-neuron thresholds have {thr.shape[1]} columns for {m} neurons")
-            self.keys, self.order, self.num_pos = _key(b), None, 0
+            self.keys, self.order, self.num_pos = sortable_keys(b), None, 0
             return
         nonneg = b >= 0
         self.num_pos = int(nonneg.sum())
@@ -187,7 +189,7 @@ class _Thresholds:
     def compare(self, tile: Tensor, c0: int, c1: int, out: Tensor, tmp: Tensor) -> None:
         """`out[k] = tile > threshold order[k]` as 0/1 in the tile's dtype; `tmp` is scratch like tile."""
         if self.per_neuron:
-            torch.gt(_key(tile).unsqueeze(0), self.keys[:, None, c0:c1], out=out)
+            torch.gt(sortable_keys(tile).unsqueeze(0), self.keys[:, None, c0:c1], out=out)
             return
         p = self.num_pos
         if p:
