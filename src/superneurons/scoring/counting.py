@@ -88,9 +88,10 @@ def _colsum(b: Tensor) -> Tensor:
 
 def greater_than(x: Tensor, thr: Tensor, out: Tensor) -> Tensor:
     """`out = x > thr` (bool) for `thr` already in x's dtype (see `round_down_threshold`); NaN is False."""
-    if x.dtype in _BITS and x.stride(-1) == 1 and bool((float_bits(thr) >= 0).all()):
+    tb = float_bits(thr) if x.dtype in _BITS else None
+    if tb is not None and x.stride(-1) == 1 and bool((tb >= 0).all()):
         xb = x.view(_BITS[x.dtype][0])
-        torch.gt(xb, float_bits(thr), out=out)
+        torch.gt(xb, tb, out=out)
         if bool(xb.max() > _BITS[x.dtype][1]):  # a NaN with a clear sign bit compared as above
             out &= ~torch.isnan(x)
         return out
