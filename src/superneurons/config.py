@@ -38,7 +38,7 @@ from superneurons.constants import (
 )
 from superneurons.errors import ConfigError
 
-#: per-neuron thresholds tried by `per_neuron_alpha`: each neuron's 5%, 10%, ..., 95% quantiles
+#: a coarse grid for `per_neuron_alpha` (each neuron's 5%, 10%, ..., 95% quantiles); by default every cut is tried
 QUANTILES: tuple[float, ...] = tuple(i / 20 for i in range(1, 20))
 
 C = TypeVar("C")
@@ -112,20 +112,22 @@ class ScoreConfig:
     """How every neuron is scored (Alg. 1 lines 5-6): the rule `H > alpha` and what is counted.
 
     `metrics`: the scores to compute. `polarity="both"` also fits the flipped rule per neuron;
-    `per_neuron_alpha` fits each neuron's threshold among its own `quantiles` (both beyond the
-    paper, off by default). `chunk_layers`: layers read per chunk (memory vs speed).
+    `per_neuron_alpha` fits each neuron's threshold: the exact best cut of its values, or the best
+    of its own `quantiles` when given (e.g. `QUANTILES`) (both beyond the paper, off by default).
+    `chunk_layers`: layers read per chunk (memory vs speed).
     """
 
     alpha: float = ALPHA
     metrics: tuple[str, ...] = METRICS
     polarity: Polarity = "positive"
     per_neuron_alpha: bool = False
-    quantiles: tuple[float, ...] = QUANTILES
+    quantiles: tuple[float, ...] | None = None
     chunk_layers: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        if self.quantiles is not None:
+            object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
         if not self.metrics:
             raise ConfigError(f"score: metrics is empty; ask for at least one of {', '.join(METRICS)}")
         for m in self.metrics:
@@ -133,8 +135,8 @@ class ScoreConfig:
         _choice("score", "polarity", self.polarity, POLARITIES)
         if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha)):
             raise ConfigError(f"score: alpha={self.alpha!r}; use a finite threshold (the paper uses 0)")
-        if self.per_neuron_alpha and not self.quantiles:
-            raise ConfigError("score: per_neuron_alpha needs at least one quantile")
+        if self.per_neuron_alpha and self.quantiles is not None and not self.quantiles:
+            raise ConfigError("score: per_neuron_alpha needs at least one quantile (or none given: every cut)")
         _at_least("score", "chunk_layers", self.chunk_layers, 1, "use a positive number of layers per chunk")
 
 

@@ -48,6 +48,15 @@ def metrics_from_counts(tp: Tensor | int, fp: Tensor | int, fn: Tensor | int, tn
     }
 
 
+def metric_from_counts(name: str, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+    """`metrics_from_counts(tp, fp, fn, tn)[name]`, computing only that metric (for large count tensors)."""
+    if name == "f1":
+        return metrics_from_counts(tp, fp, fn, tn)["f1"]
+    tp, fp, fn, tn = (torch.as_tensor(v, dtype=torch.float64) for v in (tp, fp, fn, tn))
+    num, den = {"accuracy": (tp + tn, tp + fp + fn + tn), "precision": (tp, tp + fp), "recall": (tp, tp + fn)}[name]
+    return _safe_div(num, den)
+
+
 def _as_long(values: Tensor | Sequence[int], name: str) -> Tensor:
     t = torch.as_tensor(values)
     if t.dtype == torch.bool:

@@ -14,32 +14,36 @@ Beyond the paper (off by default):
 - `polarity="both"` also scores the flipped rule (`H <= alpha` means yes) and keeps, per neuron,
   the rule that scores higher on `rule_metric` (the paper's rule wins ties). The returned `rule`
   tensor is +1 (paper rule) or -1 (flipped).
-- `per_neuron_alpha=True` tries each neuron's own activation quantiles as its threshold and keeps
-  the best one on `rule_metric`; the returned `alpha` tensor holds it.
+- `per_neuron_alpha=True` fits each neuron's threshold: the exact best cut of its sorted values on
+  `rule_metric` (`superneurons.scoring.thresholds`; with `quantiles`, the best of those quantiles of
+  its own values); the returned `alpha` tensor holds it.
 Both are fitted on the probing set, so judge them on held-out data (tests do).
 
 `probe_neurons` is the same single pass that also keeps the activations of the neurons close
 to the best score (the only ones an SNt sweep can select), so `superneurons.selection.snt_sweep`
 needs no second read of the store (`superneurons.scoring.pool`). The counts themselves are
-`superneurons.scoring.counting`.
+`superneurons.scoring.counting` (one read per chunk for one alpha or a whole `alpha_sweep`);
+what is read, `superneurons.scoring.streaming`. Tensors on a GPU are counted on the GPU; the
+scores come back on the CPU.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from superneurons.config import QUANTILES as DEFAULT_QUANTILES
 from superneurons.constants import METRICS, POLARITIES, Metric, Polarity
 from superneurons.errors import DataError, StoreError
-from superneurons.scoring.counting import Counter, quantile_thresholds, round_down_threshold
+from superneurons.scoring.counting import Counter, quantile_thresholds
 from superneurons.scoring.metrics import metrics_from_counts
 from superneurons.scoring.pool import Pool
+from superneurons.scoring.streaming import is_store, iter_chunks, labels_for, source_shape
+from superneurons.scoring.thresholds import best_cuts
 
 ALPHA_KEY = "alpha"
 RULE_KEY = "rule"
@@ -86,126 +90,70 @@ class Probe:
         return int(self.scores[self.keep_metric].shape[1])
 
 
-# ----------------------------------------------------------------------------- inputs
-def _is_store(source: Any) -> bool:
-    return hasattr(source, "iter_layer_chunks")
-
-
 def _check_names(names: Sequence[str], what: str) -> None:
     bad = [m for m in names if m not in METRICS]
     if bad:
         raise DataError(f"unknown {what} {bad[0]!r}; valid names: {', '.join(METRICS)}")
 
 
-def _labels_for(source: Any, labels: Tensor | Sequence[int] | None, n: int) -> Tensor:
-    if labels is None:
-        if not hasattr(source, "labels"):
-            raise DataError("labels are missing; pass labels (1 yes / 0 no per sample) with a plain tensor")
-        labels = source.labels
-    y = torch.as_tensor(labels)
-    if y.is_floating_point() and not torch.equal(y, y.round()):
-        raise DataError("labels must be 1 (yes) or 0 (no), got fractional values")
-    y = y.long().reshape(-1)
-    if y.numel() != n:
-        raise DataError(f"{y.numel()} labels for {n} samples; pass one label per activation row")
-    if ((y != 0) & (y != 1)).any():
-        i = int(((y != 0) & (y != 1)).nonzero()[0])
-        raise DataError(f"label {int(y[i])} at sample {i} is not 1 (yes) or 0 (no)")
-    return y
-
-
-def _source_shape(source: Any) -> tuple[list[int], int, int]:
-    """(model layer of each row, N, D) of a tensor or store."""
-    if _is_store(source):
-        layers = [int(x) for x in source.layers]
-        return layers, int(source.num_samples), int(source.hidden_size)
-    if not isinstance(source, Tensor):
-        raise DataError(f"activations must be a Tensor[N, L, D] or an ActivationStore, got {type(source).__name__}")
-    if source.dim() != 3:
-        raise DataError(f"activations must have shape [N, L, D], got {list(source.shape)}; "
-                        "add a layer axis with acts[:, None] for one layer")
-    if not source.is_floating_point():
-        raise DataError(f"activations must be floating point, got {source.dtype}")
-    n, n_layers, d = source.shape
-    return list(range(n_layers)), n, d
-
-
-def _iter_chunks(source: Any, chunk_layers: int, max_layer: int | None
-                 ) -> Iterator[tuple[int, list[int], Tensor]]:
-    """Yield (first row, model layers, activations [N, l, D]) for rows with layer <= max_layer."""
-    if chunk_layers < 1:
-        raise DataError(f"chunk_layers={chunk_layers}; use a positive number of layers per chunk")
-    row = 0
-    if _is_store(source):
-        chunks: Iterator[tuple[Sequence[int], Tensor]] = source.iter_layer_chunks(chunk_layers)
-    else:
-        n_layers = source.shape[1]
-        chunks = ((list(range(i, min(i + chunk_layers, n_layers))), source[:, i:i + chunk_layers])
-                  for i in range(0, n_layers, chunk_layers))
-    for layer_ids, x in chunks:
-        ids = [int(v) for v in layer_ids]
-        if x.dim() != 3 or x.shape[1] != len(ids):
-            raise StoreError(f"store chunk for layers {ids} has shape {list(x.shape)}; expected [N, {len(ids)}, D]")
-        if max_layer is not None:
-            keep = sum(1 for v in ids if v <= max_layer)
-            if keep == 0:
-                break
-            ids, x = ids[:keep], x[:, :keep]
-        yield row, ids, x
-        row += len(ids)
-        if max_layer is not None and len(ids) and ids[-1] >= max_layer:
-            break
-
-
 # ----------------------------------------------------------------------------- main pass
 def _reported_alpha(alpha: Tensor | float, shape: tuple[int, ...]) -> Tensor:
     """The threshold as the caller gave it (not rounded to the activations' dtype), float64."""
     if isinstance(alpha, Tensor):
-        return alpha.to(torch.float64).expand(shape).clone()
+        return alpha.to(device="cpu", dtype=torch.float64).expand(shape).clone()
     return torch.full(shape, float(alpha), dtype=torch.float64)
 
 
-def _chunk_scores(counter: Counter, x: Tensor, alpha: Tensor | float, rule: Tensor | None,
-                  polarity: Polarity, per_neuron_alpha: bool, quantiles: Sequence[float],
-                  rule_metric: str) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
-    """Chosen (tp, fp, fn, tn), threshold (float64) and rule (int8) per neuron of one chunk."""
-    shape = tuple(x.shape[1:])
-    if per_neuron_alpha:
-        candidates = list(quantile_thresholds(x, quantiles))
-    else:
-        a = alpha if isinstance(alpha, Tensor) else torch.tensor(float(alpha), dtype=torch.float64)
-        candidates = [round_down_threshold(a, x.dtype)]
-    if rule is not None:  # re-score given classifiers: no fitting
-        pred_yes, tp = counter.count(x, candidates[0])
-        flip = rule < 0
-        counts = tuple(torch.where(flip, b, a) for a, b in
-                       zip(counter.confusion(pred_yes, tp, False), counter.confusion(pred_yes, tp, True), strict=True))
-        return counts, _reported_alpha(alpha, shape), rule.to(torch.int8)
-    rules = (1, -1) if polarity == "both" else (1,)
+def _pick_best(options: list[tuple[tuple[Tensor, ...], Tensor, int]], rule_metric: str, shape: tuple[int, ...]
+               ) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+    """The (counts, threshold, rule) option scoring highest on `rule_metric` per neuron; the first wins ties."""
     best_val = torch.full(shape, -math.inf, dtype=torch.float64)
     best_counts = tuple(torch.zeros(shape, dtype=torch.int64) for _ in range(4))
     best_thr = torch.zeros(shape, dtype=torch.float64)
     best_rule = torch.ones(shape, dtype=torch.int8)
-    for thr in candidates:
-        pred_yes, tp = counter.count(x, thr)
-        for r in rules:
-            counts = counter.confusion(pred_yes, tp, r < 0)
-            if len(candidates) == 1 and len(rules) == 1:
-                return counts, _reported_alpha(alpha, shape), best_rule
-            val = metrics_from_counts(*counts)[rule_metric]
-            better = val > best_val  # strict: the lower quantile and the paper rule win ties
-            best_val = torch.where(better, val, best_val)
-            best_counts = tuple(torch.where(better, c, b) for c, b in zip(counts, best_counts, strict=True))
-            best_thr = torch.where(better, thr.to(torch.float64).expand(shape), best_thr)
-            best_rule = torch.where(better, torch.full_like(best_rule, r), best_rule)
-    if not per_neuron_alpha:
-        best_thr = _reported_alpha(alpha, shape)
+    for counts, thr, r in options:
+        val = metrics_from_counts(*counts)[rule_metric]
+        better = val > best_val  # strict: earlier options (lower quantile, the paper rule) win ties
+        best_val = torch.where(better, val, best_val)
+        best_counts = tuple(torch.where(better, c, b) for c, b in zip(counts, best_counts, strict=True))
+        best_thr = torch.where(better, thr.expand(shape), best_thr)
+        best_rule = torch.where(better, torch.full_like(best_rule, r), best_rule)
     return best_counts, best_thr, best_rule
+
+
+def _chunk_scores(counter: Counter, x: Tensor, y: Tensor, alpha: Tensor | float, rule: Tensor | None,
+                  polarity: Polarity, per_neuron_alpha: bool, quantiles: Sequence[float] | None,
+                  rule_metric: str) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+    """Chosen (tp, fp, fn, tn), threshold (float64) and rule (int8) per neuron of one chunk (on the CPU)."""
+    shape = tuple(x.shape[1:])
+    rules = (1, -1) if polarity == "both" else (1,)
+    if per_neuron_alpha and quantiles is None:  # exact: every cut of the sorted values
+        counts, thr, rl = best_cuts(x, y, rule_metric, polarity == "both")
+        return tuple(c.cpu() for c in counts), thr.cpu(), rl.cpu()
+    if per_neuron_alpha:
+        cands = quantile_thresholds(x, list(quantiles or ()))
+        pred_yes, tp = (t.cpu() for t in counter.count_many(x, cands))
+        options = [(counter.confusion(pred_yes[q], tp[q], r < 0), cands[q].cpu().to(torch.float64), r)
+                   for q in range(cands.shape[0]) for r in rules]
+        return _pick_best(options, rule_metric, shape)
+    a = alpha.to(x.device) if isinstance(alpha, Tensor) else torch.tensor(float(alpha), dtype=torch.float64)
+    pred_yes, tp = (t.cpu() for t in counter.count(x, a))
+    reported = _reported_alpha(alpha, shape)
+    if rule is not None:  # re-score given classifiers: no fitting
+        flip = rule < 0
+        counts = tuple(torch.where(flip, b, a) for a, b in
+                       zip(counter.confusion(pred_yes, tp, False), counter.confusion(pred_yes, tp, True), strict=True))
+        return counts, reported, rule.to(torch.int8)
+    if len(rules) == 1:
+        return counter.confusion(pred_yes, tp, False), reported, torch.ones(shape, dtype=torch.int8)
+    counts, _, rl = _pick_best([(counter.confusion(pred_yes, tp, r < 0), reported, r) for r in rules],
+                               rule_metric, shape)
+    return counts, reported, rl
 
 
 def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha: float | Tensor = 0.0,
                   metrics: Sequence[str] = METRICS, *, polarity: Polarity = "positive",
-                  per_neuron_alpha: bool = False, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+                  per_neuron_alpha: bool = False, quantiles: Sequence[float] | None = None,
                   rule_metric: str | None = None, rule: Tensor | None = None, max_layer: int | None = None,
                   chunk_layers: int = DEFAULT_CHUNK_LAYERS, return_counts: bool = False,
                   keep_metric: str | None = None, keep_within: float = 0.03,
@@ -213,12 +161,14 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
     """Score every neuron in one streamed pass; optionally keep the near-best neurons' activations.
 
     Args:
-        acts: `Tensor[N, L, D]` (any float dtype) or a store with `iter_layer_chunks`.
+        acts: `Tensor[N, L, D]` (any float dtype, on any device: counted there) or a store with
+            `iter_layer_chunks` (read one chunk ahead of the counting, in a reader thread).
         labels: `[N]` of 1 (yes) / 0 (no); defaults to `acts.labels` for a store.
         alpha: activation threshold (paper: 0), or `Tensor[L, D]` of per-neuron thresholds.
         metrics: names out of `METRICS` to return.
         polarity: "positive" (paper) or "both" (also fit the flipped rule per neuron).
-        per_neuron_alpha: fit each neuron's threshold among its own `quantiles`.
+        per_neuron_alpha: fit each neuron's threshold: the exact best cut of its sorted values
+            (`superneurons.scoring.thresholds`), or the best of its own `quantiles` when given.
         rule_metric: the metric that picks rule/threshold (default: the first of `metrics`).
         rule: fixed `Tensor[L, D]` of +1/-1 rules (to re-score a fitted classifier on new data).
         max_layer: only score layers <= max_layer (for early exit); later chunks are not read.
@@ -239,17 +189,19 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
                         "or per_neuron_alpha")
     if per_neuron_alpha and isinstance(alpha, Tensor):
         raise DataError("per_neuron_alpha fits the thresholds; pass a scalar alpha (it is ignored) or no alpha")
-    if per_neuron_alpha and not quantiles:
-        raise DataError("per_neuron_alpha needs at least one quantile")
+    if per_neuron_alpha and quantiles is not None and not quantiles:
+        raise DataError("per_neuron_alpha needs at least one quantile (or quantiles=None: every cut)")
+    if bool(torch.isnan(torch.as_tensor(alpha, dtype=torch.float64)).any()):
+        raise DataError("alpha is NaN; use a number (the paper uses 0) or per-neuron numbers")
     if keep_metric is not None:
         _check_names([keep_metric], "keep_metric")
         if keep_metric not in metrics:
             metrics = (*metrics, keep_metric)
-    all_layers, n, d = _source_shape(acts)
+    all_layers, n, d = source_shape(acts)
     layers = all_layers
     if n == 0:
         raise DataError("no samples to score; the activations have N = 0")
-    y = _labels_for(acts, labels, n)
+    y = labels_for(acts, labels, n)
     if max_layer is not None:
         layers = [v for v in layers if v <= max_layer]
         if not layers:
@@ -264,16 +216,16 @@ def probe_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
     out_counts = {k: torch.zeros(n_rows, d, dtype=torch.int64) for k in COUNT_KEYS}
     out_alpha = torch.zeros(n_rows, d, dtype=torch.float64)
     out_rule = torch.ones(n_rows, d, dtype=torch.int8)
-    counter = Counter(y)
+    counter = Counter(y, device=_device(acts))
     pool = Pool(keep_within, keep_above, d, keep_step) if keep_metric else None
     seen = 0
-    for row, ids, x in _iter_chunks(acts, chunk_layers, max_layer):
+    for row, ids, x in iter_chunks(acts, chunk_layers, max_layer):
         if x.shape[0] != n or x.shape[2] != d:
             raise StoreError(f"chunk for layers {ids} has shape {list(x.shape)}; expected [{n}, {len(ids)}, {d}]")
         sl = slice(row, row + len(ids))
         a = alpha[sl] if isinstance(alpha, Tensor) else alpha
-        r = rule[sl] if rule is not None else None
-        counts, thr, rl = _chunk_scores(counter, x, a, r, polarity, per_neuron_alpha, quantiles, rule_metric)
+        r = rule[sl].cpu() if rule is not None else None
+        counts, thr, rl = _chunk_scores(counter, x, y, a, r, polarity, per_neuron_alpha, quantiles, rule_metric)
         for k, c in zip(COUNT_KEYS, counts, strict=True):
             out_counts[k][sl] = c
         out_alpha[sl], out_rule[sl] = thr, rl
@@ -314,24 +266,32 @@ def score_neurons(acts: Any, labels: Tensor | Sequence[int] | None = None, alpha
 def alpha_sweep(acts: Any, labels: Tensor | Sequence[int] | None = None,
                 alphas: Sequence[float] = DEFAULT_ALPHAS, metric: Metric = "accuracy",
                 chunk_layers: int = DEFAULT_CHUNK_LAYERS) -> list[dict[str, Any]]:
-    """Best single-neuron probe score for each alpha (paper Fig. 3a), in one streamed pass.
+    """Best single-neuron probe score for each alpha (paper Fig. 3a), from one read of the activations.
 
-    Returns one row per alpha: `{"alpha", "best", "layer", "neuron"}` (layer = model layer).
+    Every alpha is counted in the same pass over each chunk (`Counter.count_many`). Returns one
+    row per alpha: `{"alpha", "best", "layer", "neuron"}` (layer = model layer; ties: first neuron).
     """
     _check_names([metric], "metric")
     if not alphas:
         raise DataError("alphas is empty; pass the thresholds to try, e.g. -3..3")
-    layers, n, d = _source_shape(acts)
-    y = _labels_for(acts, labels, n)
-    counter = Counter(y)
+    thrs = torch.tensor([float(a) for a in alphas], dtype=torch.float64)
+    if bool(torch.isnan(thrs).any()):
+        raise DataError("alphas hold a NaN; pass numbers")
+    _layers, n, d = source_shape(acts)
+    y = labels_for(acts, labels, n)
+    counter = Counter(y, device=_device(acts))
     best = [(-math.inf, -1, -1)] * len(alphas)
-    for _row, ids, x in _iter_chunks(acts, chunk_layers, None):
-        for i, a in enumerate(alphas):
-            pred_yes, tp = counter.count(x, round_down_threshold(float(a), x.dtype))
-            vals = metrics_from_counts(*counter.confusion(pred_yes, tp, False))[metric]
-            flat = int(vals.reshape(-1).argmax())
-            v = float(vals.reshape(-1)[flat])
+    for _row, ids, x in iter_chunks(acts, chunk_layers, None):
+        pred_yes, tp = (t.cpu() for t in counter.count_many(x, thrs))
+        vals = metrics_from_counts(*counter.confusion(pred_yes, tp, False))[metric].reshape(len(alphas), -1)
+        flat = vals.argmax(dim=1)  # the first neuron wins ties
+        top = vals.gather(1, flat.unsqueeze(1)).squeeze(1)
+        for i, (v, f) in enumerate(zip(top.tolist(), flat.tolist(), strict=True)):
             if v > best[i][0]:
-                best[i] = (v, ids[flat // d], flat % d)
+                best[i] = (v, ids[f // d], f % d)
     return [{"alpha": float(a), "best": b[0], "layer": b[1], "neuron": b[2]}
             for a, b in zip(alphas, best, strict=True)]
+
+
+def _device(acts: Any) -> torch.device:
+    return torch.device("cpu") if is_store(acts) else acts.device

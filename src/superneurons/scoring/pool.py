@@ -61,7 +61,8 @@ class Pool:
         floor = self.floor()
         flat = (vals.reshape(-1) > floor).nonzero().squeeze(1)
         if flat.numel():
-            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], columns(x.reshape(x.shape[0], -1), flat)))
+            acts = columns(x.reshape(x.shape[0], -1), flat.to(x.device)).cpu()  # gathered where x is
+            self.parts.append((row * self.d + flat, vals.reshape(-1)[flat], acts))
         held = sum(p[0].numel() for p in self.parts)
         alive = sum(int((p[1] > floor).sum()) for p in self.parts)
         if alive < held // 2:

@@ -147,7 +147,7 @@ def _nested_counts(acts: Tensor, vals: Tensor, alpha: Tensor, rule: Tensor, cand
             else:
                 margin += torch.sum(h, dim=0, dtype=torch.float32).to(torch.float64)
             margin -= float((rule[sl] * alpha[sl]).sum())
-            yes += column_counts(above)[0].to(torch.float64)
+            yes += column_counts(above).to(torch.float64)
             if model_preds is not None:  # an unparsed model answer (-1) agrees with no SN
                 a = above.to(torch.float32)
                 agree += float((a @ m_yes).sum()) + n_no * a.shape[0] - float((a @ m_no).sum())
