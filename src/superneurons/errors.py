@@ -23,3 +23,7 @@ class ConfigError(DataError, StoreError):
     Also a DataError and a StoreError, so code catching the error type of the step the option
     belongs to (capture options used to raise StoreError, selection options DataError) still does.
     """
+
+
+class InUseError(SuperNeuronsError):
+    """An output (store folder, classifier folder, predictions file) that another live process is writing."""
