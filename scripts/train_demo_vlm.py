@@ -683,7 +683,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vis-hidden", type=int, default=96)
     ap.add_argument("--stage0-steps", type=int, default=4000)
     ap.add_argument("--stage0-batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=3335)
+    ap.add_argument("--steps", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vision-lr-scale", type=float, default=0.0, help="0 freezes the vision tower in stage 1")
