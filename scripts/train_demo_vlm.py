@@ -548,7 +548,9 @@ def align_loss(model, tokenizer, lab: dict[str, torch.Tensor], image_tokens: tor
     """Projector outputs (image tokens, [B, P, D] or [B*P, D]) vs `word_targets`, relative to the
     squared norm of a word embedding."""
     target = word_targets(model, tokenizer, lab)
-    out = image_tokens.view(target.shape)
+    if isinstance(image_tokens, (list, tuple)):  # transformers >= 5.24: one tensor per image
+        image_tokens = torch.cat([t.reshape(-1, t.shape[-1]) for t in image_tokens])
+    out = image_tokens.reshape(target.shape)
     scale = model.get_input_embeddings().weight.detach().norm(dim=-1).mean() ** 2
     return ((out - target) ** 2).sum(-1).mean() / scale
 
@@ -884,7 +886,7 @@ def training_record(args, steps: int, train_time: float, results: dict | None = 
               "target": f"answer tokens and </s>; yes/no questions weighted x{args.yn_weight}"}]
     if args.align_weight > 0:
         heads.append({"name": "projector alignment", "stage": "alignment+stage1", "reads": "image tokens",
-                      "layer": "projector output (decoder input)", "weight": args.align_weight, "answer": False,
+                      "layer": "projector output", "weight": args.align_weight, "answer": False,
                       "target": "embedding(colour word) + embedding(shape word) of the patch's main object"})
     if args.aux_weight > 0:
         heads += [{"name": "what was asked", "stage": "stage1", "reads": "image tokens", "layer": 1,

@@ -19,7 +19,7 @@ IMAGE_TOKENS = "image tokens"
 
 def _at(h: dict[str, Any]) -> str:
     layer = h.get("layer")
-    where = f"after decoder layer {layer}" if isinstance(layer, int) else str(layer or "")
+    where = f"after decoder layer {layer}" if isinstance(layer, int) else f"at the {layer}" if layer else ""
     return f"{h.get('name', '?')} {where}".strip()
 
 
