@@ -23,7 +23,7 @@ Recipe (see the model card for numbers):
   tokens only: after decoder layer 1 every image token predicts what the question asks about (colour
   and shape of its first and second object); after decoder layer `--aux-layer`, whether its patch
   shows the object asked about (with `--patch-answer 1` also the answer there). Nothing reads the
-  answer position except the LM loss: what a Super Neuron finds there at an early layer emerged.
+  answer position except the LM loss: no loss asks it for the answer before the last layer.
   Curriculum: single-attribute yes/no, presence, attribute and open questions with at most 3
   objects first, then all families. `training.json` in the saved folder declares every loss.
 - Evaluation: greedy `generate()` after reloading the saved folder with `from_pretrained`, on
