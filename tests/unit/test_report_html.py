@@ -74,8 +74,18 @@ def test_markdown_and_figure_files(tmp_path):
 def test_summary_counts_families_matching_the_model():
     bullets = summary_bullets(fake_results())
     assert "**2 of 2** families (presence, counting)" in bullets[0]
-    assert any("Early exit on presence" in b and "106%" in b for b in bullets)  # 0.85 / 0.80
+    assert any("Early exit on presence" in b and "106%" in b and "L* <= 1 matches or beats the model" in b
+               for b in bullets)  # 0.85 / 0.80
     assert any("95.2x faster than generate(128)" in b and "1.05x the bare hooked exit" in b for b in bullets)
+
+
+def test_summary_says_plainly_when_early_exit_falls_short():
+    res = fake_results()
+    early = res["family"]["presence"]["early"]["val"]["methods"]
+    early["sns_mean"]["accuracy"], early["sns_vote"]["accuracy"] = 0.6, 0.7  # model 0.80
+    assert any("88%" in b and "L* <= 1 does not reach the model" in b for b in summary_bullets(res))
+    early["sns_mean"]["accuracy"], early["sns_vote"]["accuracy"] = 0.5, 0.52
+    assert any("L* <= 1 is at chance: no early exit on this model" in b for b in summary_bullets(res))
 
 
 def test_write_report_and_rebuild_from_json(tmp_path):

@@ -44,9 +44,12 @@ def summary_bullets(results: dict[str, Any]) -> list[str]:
         gen = fr[f]["val"]["methods"].get("model_generation", {}).get("accuracy")
         best = max(e["val"]["methods"]["sns_mean"]["accuracy"], e["val"]["methods"]["sns_vote"]["accuracy"])
         if f == results.get("tab5_family") and gen:
+            verdict = ("matches or beats the model" if best >= gen else
+                       "does not reach the model" if best - 0.5 > 0.05 else "is at chance: no early exit on this model")
             out.append(f"Early exit on {f}: the best SN set with L* <= {e['max_layer']} (L* = "
                        f"{e['val']['classifier']['exit_layer']}, K = {e['val']['classifier']['k']}) reaches "
-                       f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}.")
+                       f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}: "
+                       f"early exit at L* <= {e['max_layer']} {verdict}.")
     bench = results.get("bench")
     if bench:
         s = bench["summary"]
