@@ -13,6 +13,7 @@ from superneurons.activations.store import ActivationStore, load_activations
 from superneurons.constants import MANIFEST_NAME, SHARD_PATTERN
 from superneurons.data import load_samples
 from superneurons.errors import DataError, StoreError
+from superneurons.utils.locking import LOCK_NAME
 
 
 class Killed(Exception):
@@ -27,7 +28,7 @@ def samples(make_dataset, tmp_path):
 def test_probe_writes_shards_and_manifest(tiny_llava, samples, tmp_path):
     out = tmp_path / "acts"
     store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, batch_size=3, progress=False)
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)  # the lock file stays (flock)
     assert files == [MANIFEST_NAME, SHARD_PATTERN.format(0), SHARD_PATTERN.format(1), SHARD_PATTERN.format(2)]
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["complete"] and m["num_samples"] == 10 and m["token"] == "first"
