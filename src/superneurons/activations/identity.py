@@ -4,17 +4,17 @@ A sample's identity is (id, label, question text, sha256 of the image file's byt
 in-memory PIL image, of its size and RGB bytes), digested by `sample_digests`; the manifest records
 one digest per sample (`sample_digests`), so a resumed probe reuses a shard only when every sample
 in its range is the same, and says which changed. A shard records in its safetensors metadata its
-sample range, the digest of its samples' identities (`identity_digest`) and one CRC-32 per stored
+sample range, the digest of its samples' identities (`identity_digest`) and one checksum per stored
 layer of its tensor bytes (`layer_checksums`); the manifest repeats them, and `ActivationStore`
-compares both when it opens a shard. The CRCs are per layer because `select` reads a store a few
-layers at a time: each read checks exactly the bytes it read, in one extra pass over memory.
+compares both when it opens a shard. The checksums are per layer because `select` reads a store a
+few layers at a time: each read checks exactly the bytes it read, in one extra pass over memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from superneurons.data.samples import Sample
 
 DIGEST_CHARS = 32  #: hex characters kept of a sample's sha256 (128 bits)
-CHECKSUM = "crc32-per-layer"  #: the checksum scheme recorded in shard metadata and the manifest
+CHECKSUM = "blocksum64-per-layer"  #: the checksum scheme recorded in shard metadata and the manifest
 _CHUNK = 1 << 20
+_BLOCK_WORDS = 512  # 4 KiB, a filesystem block
+_ODD = 0x9E3779B97F4A7C15 - (1 << 64)  # the golden-ratio constant, as a signed int64
+_MASK = (1 << 64) - 1
+_INTS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def image_digest(sample: Sample) -> str:
@@ -65,15 +69,28 @@ def identity_digest(digests: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
-def layer_checksum(values: torch.Tensor) -> str:
-    """CRC-32 (8 hex) of a tensor's bytes in row-major order (copied to contiguous memory if needed)."""
-    flat = values.contiguous().view(-1).view(torch.uint8)
-    return format(zlib.crc32(flat.numpy()), "08x")
-
-
 def layer_checksums(acts: torch.Tensor) -> list[str]:
-    """One checksum per layer of a shard's activations [n, l, D]: of `acts[:, j]`."""
-    return [layer_checksum(acts[:, j]) for j in range(acts.shape[1])]
+    """One checksum per layer of a shard's activations [n, l, D] (of the bytes of `acts[:, j]`), vectorized.
+
+    The tensor bytes are read as 64-bit words and summed per 4 KiB block (per row when a row is
+    shorter); a layer's checksum is the plain sum of its blocks and their position-weighted sum (mod
+    2^64), so a changed, zeroed or lost block, or blocks and rows in the wrong place, change it. One
+    pass over memory at the speed of a sum, several times faster than CRC-32 or sha256 here.
+    """
+    if acts.dim() != 3:
+        raise ValueError(f"layer_checksums needs [n, l, D], got {list(acts.shape)}")
+    n, layers, d = acts.shape
+    acts = acts.contiguous()
+    if (d * acts.element_size()) % 8 == 0:
+        words = acts.view(torch.int64)  # no copy
+    else:  # odd row sizes (tiny test models): widen each element to a word
+        words = acts.view(_INTS[acts.element_size()]).to(torch.int64)
+    per_row = words.shape[-1]
+    block = math.gcd(per_row, _BLOCK_WORDS)
+    blocks = words.reshape(n, layers, per_row // block, block).sum(-1)  # [n, l, B], wraps mod 2^64
+    weights = torch.arange(1, n * blocks.shape[-1] + 1, dtype=torch.int64).mul_(_ODD).view(n, 1, -1)
+    plain, weighted = blocks.sum((0, 2)).tolist(), (blocks * weights).sum((0, 2)).tolist()
+    return [f"{a & _MASK:016x}{b & _MASK:016x}" for a, b in zip(plain, weighted, strict=True)]
 
 
 def changed_ids(ids: Sequence[str], old: Sequence[str], new: Sequence[str]) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from superneurons.activations.identity import CHECKSUM, identity_digest, layer_checksum, layer_checksums
+from superneurons.activations.identity import CHECKSUM, identity_digest, layer_checksums
 from superneurons.constants import MANIFEST_NAME
 from superneurons.errors import StoreError
 from superneurons.models.fingerprint import describe, same_fingerprint
@@ -101,8 +101,8 @@ def _info(meta: dict[str, str], shape: Sequence[int]) -> ShardInfo:
 
 def verify_layers(path: Path, part: torch.Tensor, first: int, expected: Sequence[str]) -> None:
     """Raise a StoreError naming `path` unless layers `first`.. of `part` [n, l, D] match their checksums."""
-    for j in range(part.shape[1]):
-        if layer_checksum(part[:, j]) != expected[first + j]:
+    for j, got in enumerate(layer_checksums(part)):
+        if got != expected[first + j]:
             raise StoreError(f"{path}: the tensor bytes of stored layer position {first + j} do not match the "
                              f"shard's checksum; {REPAIR}")
 
@@ -157,6 +157,7 @@ class ActivationStore:
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         self.verify = verify
+        self._verified: set[tuple[int, int]] = set()  # (shard, stored layer position) whose bytes were checked
         m = self.manifest
         if not m.get("complete") and not allow_incomplete:
             done = sum(s["stop"] - s["start"] for s in m.get("shards", []))
@@ -215,7 +216,7 @@ class ActivationStore:
         lo, hi = min(pos), max(pos) + 1
         contiguous = pos == list(range(lo, hi))
         out = torch.empty((self.num_samples, len(pos), self.hidden_size), dtype=self.dtype)
-        for shard, path in zip(self.shards, self.shard_paths, strict=True):
+        for i, (shard, path) in enumerate(zip(self.shards, self.shard_paths, strict=True)):
             try:
                 with safe_open(str(path), framework="pt") as f:
                     info = self._check_header(shard, path, f.metadata() or {}, f.get_slice(ACTIVATIONS_KEY).get_shape())
@@ -224,8 +225,9 @@ class ActivationStore:
                 raise
             except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
                 raise StoreError(f"{path}: cannot be read as a shard ({type(exc).__name__}: {exc}); {REPAIR}") from exc
-            if self.verify and info.checksums is not None:
+            if self.verify and info.checksums is not None and not self._verified.issuperset((i, j) for j in range(lo, hi)):
                 verify_layers(path, part, lo, info.checksums)
+                self._verified.update((i, j) for j in range(lo, hi))  # each layer's bytes are hashed once
             if not contiguous:
                 part = part[:, [p - lo for p in pos]]
             out[shard["start"]:shard["stop"]] = part
