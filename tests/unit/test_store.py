@@ -14,7 +14,6 @@ from superneurons.activations.store import ActivationStore, load_activations
 from superneurons.constants import MANIFEST_NAME, SHARD_PATTERN
 from superneurons.data import load_samples
 from superneurons.errors import DataError, StoreError
-from superneurons.utils.locking import LOCK_NAME
 
 
 class Killed(Exception):
@@ -29,7 +28,7 @@ def samples(make_dataset, tmp_path):
 def test_probe_writes_shards_and_manifest(tiny_llava, samples, tmp_path):
     out = tmp_path / "acts"
     store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, batch_size=3, progress=False)
-    files = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)  # the lock file stays (flock)
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # the lock and check record stay
     assert files == [MANIFEST_NAME, SHARD_PATTERN.format(0), SHARD_PATTERN.format(1), SHARD_PATTERN.format(2)]
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["complete"] and m["num_samples"] == 10 and m["token"] == "first"
@@ -222,10 +221,10 @@ def test_resume_recomputes_changed_samples_or_refuses(tiny_llava, samples, tmp_p
     kept = {i: (out / SHARD_PATTERN.format(i)).read_bytes() for i in range(3)}
     samples[1].question = "Is there a zebra in the image ? Answer with yes or no ."
     Image.new("RGB", (24, 24), (0, 200, 0)).save(samples[9].image)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
     with pytest.raises(StoreError, match=r"2 sample\(s\) changed.*'s0001', 's0009'.*without --refuse-changed"):
         probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False, refuse_changed=True)
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
     notes: list[str] = []
     store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False, notify=notes.append)
     assert len(notes) == 1 and "'s0001', 's0009'" in notes[0] and "recomputing" in notes[0]

@@ -7,21 +7,25 @@ in its range is the same, and says which changed. A shard records in its safeten
 sample range, the digest of its samples' identities (`identity_digest`) and one checksum per stored
 layer of its tensor bytes (`layer_checksums`); the manifest repeats them, and `ActivationStore`
 compares both when it opens a shard. The checksums are per layer because `select` reads a store a
-few layers at a time: each read checks exactly the bytes it read, in one extra pass over memory.
+few layers at a time: each read checks exactly the bytes it read, in one extra pass over memory,
+and `CheckedFiles` remembers what was verified, so an unchanged file is not hashed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from superneurons.errors import DataError
+from superneurons.utils.files import write_json
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -102,3 +106,59 @@ def id_list(ids: Sequence[str], limit: int = 5) -> str:
     """`'a', 'b', ... (+N more)` for messages."""
     shown = ", ".join(repr(i) for i in ids[:limit])
     return shown + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+CHECKED_NAME = ".checked.json"  #: in a store folder: which shard layers were verified, per file state
+_SETTLED_NS = 2_000_000_000  # a file's state is trusted once it is this old (timestamps are coarse)
+
+
+def file_state(path: Path) -> list[int]:
+    """(inode, size, mtime, ctime) of a file: any write, truncation, copy or replacement changes it."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+class CheckedFiles:
+    """Which stored layers of which shard files had their bytes verified, keyed by the file's state.
+
+    Hashing a shard's bytes costs a pass over memory; a store is read many times but changes rarely.
+    `.checked.json` records, per shard file, its `file_state` and the layer positions whose checksums
+    matched (the writer records what it wrote), so bytes are hashed again only after the file changed
+    (a write always changes mtime and ctime; a copy, the inode). Unwritable folders just hash every time.
+    A file modified in the last two seconds is verified but not recorded.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / CHECKED_NAME
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.dirty = False
+
+    def verified(self, name: str, path: Path, positions: range) -> bool:
+        entry = self.data.get(name)
+        try:
+            return (isinstance(entry, dict) and entry.get("state") == file_state(path)
+                    and set(positions) <= set(entry.get("layers", [])))
+        except OSError:
+            return False
+
+    def mark(self, name: str, path: Path, positions: range) -> None:
+        """Record that `positions` of `path` matched their checksums (not for a file changed in the last
+        seconds: timestamps are coarse, so a change right after could keep the state, as in "racy git")."""
+        state, entry = file_state(path), self.data.get(name)
+        if time.time_ns() - max(state[2], state[3]) < _SETTLED_NS:
+            return
+        if not isinstance(entry, dict) or entry.get("state") != state:
+            entry = {"state": state, "layers": []}
+        entry["layers"] = sorted(set(entry["layers"]) | set(positions))
+        self.data[name] = entry
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.dirty:
+            with contextlib.suppress(OSError):  # a read-only store: verified again next time
+                write_json(self.path, self.data, indent=None)
+            self.dirty = False

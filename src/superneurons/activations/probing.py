@@ -26,7 +26,13 @@ import torch
 
 from superneurons.activations import distributed as dist
 from superneurons.activations.extract import capture_batches
-from superneurons.activations.identity import changed_ids, id_list, identity_digest, sample_digests
+from superneurons.activations.identity import (
+    CheckedFiles,
+    changed_ids,
+    id_list,
+    identity_digest,
+    sample_digests,
+)
 from superneurons.activations.prefill import resolve_layers
 from superneurons.activations.store import (
     ACTIVATIONS_KEY,
@@ -127,13 +133,15 @@ def _probe_locked(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCo
 
     bounds = [(i, s, min(s + cfg.shard_size, n)) for i, s in enumerate(range(0, n, cfg.shard_size))]
     todo: list[tuple[int, int, int]] = []
+    checked = CheckedFiles(out)
     for i, start, end in bounds:
         entry = _reusable(out / SHARD_PATTERN.format(i), start, end, [end - start, len(chosen), vlm.hidden_size],
-                          identity_digest(digests[start:end]), notify)
+                          identity_digest(digests[start:end]), notify, checked)
         if entry is not None:
             manifest["shards"].append(entry)
         else:
             todo.append((i, start, end))
+    checked.save()
     manifest["complete"] = not todo
     write_json(path, manifest)
 
@@ -152,6 +160,8 @@ def _probe_locked(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCo
                                  "rerun with --dtype float32 into a new --out")
             shard = out / SHARD_PATTERN.format(i)
             manifest["shards"].append(write_shard(shard, stored, start, end, identity_digest(digests[start:end])))
+            checked.mark(shard.name, shard, range(len(chosen)))  # its bytes are what was just hashed
+            checked.save()
             manifest["shards"].sort(key=lambda d: d["start"])
             manifest["complete"] = len(manifest["shards"]) == len(bounds)
             manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -177,22 +187,24 @@ def _check_content(old: dict[str, Any], new: dict[str, Any], out: Path, refuse: 
     notify(f"{what}; recomputing the shards that hold them")
 
 
-def _reusable(file: Path, start: int, end: int, shape: list[int], identity: str, notify: Notify
-              ) -> dict[str, Any] | None:
+def _reusable(file: Path, start: int, end: int, shape: list[int], identity: str, notify: Notify,
+              checked: CheckedFiles) -> dict[str, Any] | None:
     """The manifest entry of an existing shard file that holds exactly these samples, intact; else None."""
     info = shard_info(file) if file.is_file() else None
     if info is None or (info.start, info.stop, info.shape) != (start, end, shape) or info.checksums is None:
         return None
     if info.identity != identity:
         return None  # other samples (or changed content): `_check_content` said so
-    from safetensors import safe_open
+    if not checked.verified(file.name, file, range(shape[1])):
+        from safetensors import safe_open
 
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            verify_layers(file, f.get_tensor(ACTIVATIONS_KEY), 0, info.checksums)
-    except StoreError:
-        notify(f"{file.name} is damaged (its bytes do not match its checksums); recomputing it")
-        return None
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                verify_layers(file, f.get_tensor(ACTIVATIONS_KEY), 0, info.checksums)
+        except StoreError:
+            notify(f"{file.name} is damaged (its bytes do not match its checksums); recomputing it")
+            return None
+        checked.mark(file.name, file, range(shape[1]))
     return {"file": file.name, "start": start, "stop": end, "checksums": info.checksums, "identity": identity}
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from superneurons.activations.identity import CHECKSUM, identity_digest, layer_checksums
+from superneurons.activations.identity import CHECKSUM, CheckedFiles, identity_digest, layer_checksums
 from superneurons.constants import MANIFEST_NAME
 from superneurons.errors import StoreError
 from superneurons.models.fingerprint import describe, same_fingerprint
@@ -157,7 +157,6 @@ class ActivationStore:
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         self.verify = verify
-        self._verified: set[tuple[int, int]] = set()  # (shard, stored layer position) whose bytes were checked
         m = self.manifest
         if not m.get("complete") and not allow_incomplete:
             done = sum(s["stop"] - s["start"] for s in m.get("shards", []))
@@ -216,7 +215,8 @@ class ActivationStore:
         lo, hi = min(pos), max(pos) + 1
         contiguous = pos == list(range(lo, hi))
         out = torch.empty((self.num_samples, len(pos), self.hidden_size), dtype=self.dtype)
-        for i, (shard, path) in enumerate(zip(self.shards, self.shard_paths, strict=True)):
+        checked = CheckedFiles(self.directory)
+        for shard, path in zip(self.shards, self.shard_paths, strict=True):
             try:
                 with safe_open(str(path), framework="pt") as f:
                     info = self._check_header(shard, path, f.metadata() or {}, f.get_slice(ACTIVATIONS_KEY).get_shape())
@@ -225,12 +225,13 @@ class ActivationStore:
                 raise
             except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
                 raise StoreError(f"{path}: cannot be read as a shard ({type(exc).__name__}: {exc}); {REPAIR}") from exc
-            if self.verify and info.checksums is not None and not self._verified.issuperset((i, j) for j in range(lo, hi)):
+            if self.verify and info.checksums is not None and not checked.verified(shard["file"], path, range(lo, hi)):
                 verify_layers(path, part, lo, info.checksums)
-                self._verified.update((i, j) for j in range(lo, hi))  # each layer's bytes are hashed once
+                checked.mark(shard["file"], path, range(lo, hi))  # hashed again only once the file changes
             if not contiguous:
                 part = part[:, [p - lo for p in pos]]
             out[shard["start"]:shard["stop"]] = part
+        checked.save()
         return out
 
     def _check_header(self, shard: dict[str, Any], path: Path, meta: dict[str, str], shape: Sequence[int]) -> ShardInfo:
