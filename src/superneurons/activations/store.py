@@ -5,17 +5,27 @@ This module owns the files of a store: writing shards and reading them back (`Ac
 activations the paper's Alg. 1 scores. Layout of a store folder:
 
     manifest.json              what was captured: model fingerprint, prompt template, token,
-                               layers, dtype, sample ids + labels in order, skipped samples,
-                               shard list, `complete` flag, library version
+                               layers, dtype, sample ids + labels in order, one content digest
+                               per sample, skipped samples, shard list (range, identity digest,
+                               per-layer checksums), `complete` flag, library version
     shard-00000.safetensors    tensor "activations" [n, l, D] (stored dtype) for samples
-    shard-00001.safetensors    [start, stop) (tensor "sample_range", also in the metadata)
+    shard-00001.safetensors    [start, stop) (tensor "sample_range"; metadata: the range, the
+                               identity digest of its samples, per-layer checksums)
+    .superneurons.lock         held by the probe writing the folder (one writer per folder)
+    .checked.json              which shard layers were verified, per file state
 
 Every file is written to a temporary name and moved into place with `os.replace`, so a killed
 run leaves only whole shards; running `probe` again with the same arguments resumes after the
-last whole shard (no sample lost or duplicated). A different model, prompt template, token,
-layer set, dtype or sample list in the same folder is refused with a StoreError. Reading a layer
-range uses `safe_open(...).get_slice("activations")[:, l0:l1]`, so a 3000 x 32 x 4096 store is
-never read whole to get a few layers. Never pickled.
+last whole shard (no sample lost or duplicated), reusing a shard only when its samples' content
+(`superneurons.activations.identity`: id, label, question, image bytes) is unchanged and its bytes
+match their checksums. A different model, prompt template, token, layer set, dtype or sample list
+in the same folder is refused with a StoreError. Reading a layer range uses
+`safe_open(...).get_slice("activations")[:, l0:l1]`, so a 3000 x 32 x 4096 store is never read
+whole to get a few layers; each shard's header is compared with the manifest (range, identity)
+and the bytes read with their checksums (skip those with `verify=False`). A damaged, truncated or
+swapped shard raises a StoreError naming it: running the same probe again recomputes it. Stores
+written before content checks (no `sample_digests`) still open, with a warning, unchecked; they
+cannot be resumed (their content cannot be compared): probe into a new folder. Never pickled.
 
     >>> store = probe(vlm, samples, "acts/")            # doctest: +SKIP
     >>> acts, labels, manifest = load_activations("acts/", layers=range(0, 8))   # doctest: +SKIP

@@ -2,7 +2,7 @@
 
     superneurons select --acts DIR --out CLF [--metric accuracy|precision|recall|f1] [--snt 0.92]
         [--top-k K] [--max-layer L] [--alpha 0] [--polarity positive|both] [--per-neuron-alpha]
-        [--aggregation mean|vote|fraction] [--step 0.01] [--depth 0.03] [--choose-by vote_accuracy]
+        [--aggregation mean|vote|fraction] [--step 0.01] [--depth 0.03] [--choose-by vote_accuracy] [--no-verify]
 
 Without --snt and --top-k, SNt is chosen by the paper's sweep on the probing set.
 """
@@ -32,11 +32,14 @@ def select_command(
     choose_by: str | None = typer.Option(None, "--choose-by", help="Sweep column that picks SNt "
                                          "(default: <aggregation>_<metric>)."),
     chunk_layers: int = typer.Option(4, "--chunk-layers", help="Layers read per chunk (memory vs speed)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the store's bytes against their "
+                                "checksums (headers are always checked; unchanged files are not hashed again)."),
 ) -> None:
     """Find Super Neurons in a store (Alg. 1) and save them as a classifier."""
     from rich.console import Console
     from rich.table import Table
 
+    from superneurons.activations.store import ActivationStore
     from superneurons.config import ScoreConfig, SelectConfig
     from superneurons.inference.classifier import fit_classifier
     from superneurons.utils.locking import output_lock
@@ -45,7 +48,7 @@ def select_command(
         select = SelectConfig(metric=metric, snt=snt, top_k=top_k, max_layer=max_layer, step=step, depth=depth,
                               choose_by=choose_by)
         score = ScoreConfig(alpha=alpha, polarity=polarity, per_neuron_alpha=per_neuron_alpha, chunk_layers=chunk_layers)
-        result = fit_classifier(acts, select, score, aggregation=aggregation)
+        result = fit_classifier(ActivationStore(acts, verify=verify), select, score, aggregation=aggregation)
         console = Console()
         b = result.best_single
         console.print(f"best single neuron: layer {b['layer']}, neuron {b['neuron']}: "
