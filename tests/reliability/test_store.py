@@ -71,6 +71,14 @@ def _flip(path: Path, n: int = 16) -> None:
     path.write_bytes(bytes(data))
 
 
+def _select_refused(w: Path, run_cli, assert_named_error, *names: str) -> dict[str, bytes]:
+    """`select` on the damaged store fails naming `names`, and the earlier classifier is left as it was."""
+    earlier = _files(w / "clf")
+    assert_named_error(run_cli("select", "--acts", w / "acts", "--out", w / "clf", "--top-k", "4"), *names)
+    assert _files(w / "clf") == earlier
+    return earlier
+
+
 def test_a_changed_question_or_image_is_recomputed_not_kept(w, tiny_llava_dir, run_cli, assert_named_error):
     from PIL import Image
 
@@ -97,10 +105,7 @@ def test_b_overwritten_shard_bytes_are_refused_and_probe_repairs_them(w, tiny_ll
                                                                        assert_named_error):
     shard = w / "acts" / SHARD_PATTERN.format(1)
     _flip(shard)
-    earlier = _files(w / "clf")
-    res = run_cli("select", "--acts", w / "acts", "--out", w / "clf", "--top-k", "4")
-    assert_named_error(res, str(shard), "checksum", "run the same probe command again")
-    assert _files(w / "clf") == earlier
+    earlier = _select_refused(w, run_cli, assert_named_error, str(shard), "checksum", "run the same probe command again")
     res = run_cli(*_probe_args(tiny_llava_dir, w))
     assert res.returncode == 0, res.stderr
     assert f"{shard.name} is damaged" in res.stderr
@@ -118,19 +123,14 @@ def test_b_swapped_shards_are_refused(w, run_cli, assert_named_error):
     a, b = first.read_bytes(), second.read_bytes()
     first.write_bytes(b)
     second.write_bytes(a)
-    earlier = _files(w / "clf")
-    res = run_cli("select", "--acts", w / "acts", "--out", w / "clf", "--top-k", "4")
-    assert_named_error(res, str(first), "holds samples 2..3", "the manifest says 0..1", "probe")
-    assert _files(w / "clf") == earlier
+    _select_refused(w, run_cli, assert_named_error, str(first), "holds samples 2..3", "the manifest says 0..1", "probe")
 
 
-def test_a_truncated_shard_is_named_and_probe_repairs_it(w, tiny_llava_dir, run_cli, assert_named_error):
+def test_truncated_shard_is_named_and_the_same_probe_repairs_it(w, tiny_llava_dir, run_cli, assert_named_error):
     shard = w / "acts" / SHARD_PATTERN.format(2)
     shard.write_bytes(shard.read_bytes()[:300])
-    earlier = _files(w / "clf")
-    res = run_cli("select", "--acts", w / "acts", "--out", w / "clf", "--top-k", "4")
-    assert_named_error(res, str(shard), "cannot be read as a shard", "run the same probe command again")
-    assert _files(w / "clf") == earlier
+    _select_refused(w, run_cli, assert_named_error, str(shard), "cannot be read as a shard",
+                    "run the same probe command again")
     res = run_cli(*_probe_args(tiny_llava_dir, w))
     assert res.returncode == 0, res.stderr
     assert run_cli("select", "--acts", w / "acts", "--out", w / "clf", "--top-k", "4").returncode == 0
