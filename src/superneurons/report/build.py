@@ -10,7 +10,6 @@ writes nothing; `write_report(results, out_dir)` writes the three outputs. Both 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from superneurons.report.analysis import families_matching_model
 from superneurons.report.document import Bullets, Document, Figure, Section, SimpleTable
 from superneurons.report.html import write_html
 from superneurons.report.tables import bench_table, family_label, table1, table2, table5
+from superneurons.utils.files import json_text
 
 
 def _pct(v: float | None) -> str:
@@ -171,5 +171,5 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     md.write_text(doc.to_markdown(FIGURE_DIR), encoding="utf-8")
     html_path = write_html(doc, out / REPORT_HTML)
     js = out / RESULTS_JSON
-    js.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    js.write_text(json_text(results, 1, default=str) + "\n", encoding="utf-8")
     return {"html": html_path, "markdown": md, "json": js, "figures": fig_dir}
