@@ -73,7 +73,8 @@ def _probe_local(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCon
         chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
     except ValueError as exc:
         raise StoreError(str(exc)) from exc
-    good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels)
+    good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels,
+                                     max_pixels=cfg.max_pixels)
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.tmp-*"):  # leftovers of a killed write
         tmp.unlink(missing_ok=True)
