@@ -38,7 +38,7 @@ from superneurons.activations import distributed as dist
 from superneurons.config import InferConfig, configure
 from superneurons.constants import RANK_DIR
 from superneurons.data.samples import validate_samples
-from superneurons.errors import DataError, SuperNeuronsError
+from superneurons.errors import DataError
 from superneurons.inference.answer import predict
 from superneurons.inference.classifier import prediction_rows
 from superneurons.utils.files import atomic_write_bytes, read_json, write_json
@@ -287,14 +287,15 @@ def _predict_distributed(clf: SuperNeuronClassifier, model: VLM | Callable[[], V
                             f"a new file: {_FIX} (or rerun without torchrun to resume it)")
         return PredictionRun(out, done, resumed=len(done))
     lo, hi = dist.rank_slice(len(samples), info.rank, info.world_size)
-    part, error = None, None
+    part = None
     try:
         if hi > lo:
             part = _predict_local(clf, model, samples[lo:hi], part_path(out, info.rank), cfg,
                                   progress and info.is_main, on_chunk)
-    except SuperNeuronsError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    failed = [(r, e) for r, e in enumerate(dist.all_gather(error, info)) if e is not None]
+    except Exception as exc:  # tell the other ranks, so none waits for this one forever
+        dist.all_gather(f"{type(exc).__name__}: {exc}", info)
+        raise
+    failed = [(r, e) for r, e in enumerate(dist.all_gather(None, info)) if e is not None]
     if failed:
         raise DataError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
                         + ". Fix it and run the same command again: the rows written so far are kept")
