@@ -3,10 +3,10 @@ bad record, and images that fail only when their pixels are decoded."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 import zlib
-import importlib.util
 from pathlib import Path
 
 

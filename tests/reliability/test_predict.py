@@ -13,9 +13,9 @@ import sys
 import time
 
 import pytest
-from conftest import _env
 from predict_fixtures import corrupt_pixels, make_classifier, records, with_image
 
+from conftest import _env
 from superneurons.inference.predictions import run_record_path
 
 

@@ -145,9 +145,8 @@ def _resume(out: Path, record: dict[str, Any], good: Sequence[Sample]) -> tuple[
     record of another classifier, model or setting is a DataError. Fills `record["model"]` from the
     earlier run when this one has not loaded a model (yet)."""
     old = run_record_path(out)
-    rows = _read_rows(out)
-    if not old.is_file():
-        if rows or out.exists():
+    if not old.is_file():  # never read (or cut) a file this library did not write
+        if out.exists():
             raise DataError(f"{out} exists but has no run record {old.name}: it was not written by a resumable "
                             f"`predict`; {_FIX}")
         return [], []
@@ -162,6 +161,7 @@ def _resume(out: Path, record: dict[str, Any], good: Sequence[Sample]) -> tuple[
         if a != b and not (key == "model" and None in (a, b)):  # the model is known once it is loaded
             raise DataError(f"{out} holds predictions made with {what} ({key} {a!r}, this run {b!r}); mixing "
                             f"them would be wrong: {_FIX}")
+    rows = _read_rows(out)
     digests = prev.get("samples", {})
     wanted = {s.id: record["samples"][s.id] for s in good}
     keep, changed, seen = [], [], set()
