@@ -160,19 +160,10 @@ def probe_distributed(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, 
     dist.all_gather(None, info)  # every rank checked the folder before rank 0 marks it
     if info.is_main:
         dist.write_placeholder(out, vlm, len(samples), info.world_size, cfg.dtype)
-    lo, hi = dist.rank_slice(len(samples), info.rank, info.world_size)
-    try:
-        if hi > lo:
-            rank_cfg = configure(CaptureConfig, cfg, {"require_labels": False})
-            _probe_local(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), rank_cfg,
-                         progress and info.is_main, on_shard)
-    except Exception as exc:
-        dist.all_gather(f"{type(exc).__name__}: {exc}", info)
-        raise
-    failed = [(r, e) for r, e in enumerate(dist.all_gather(None, info)) if e is not None]
-    if failed:
-        raise StoreError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
-                         + ". Fix it and run the same command again: finished shards are kept")
+    rank_cfg = configure(CaptureConfig, cfg, {"require_labels": False})
+    dist.run_rank_slice(lambda lo, hi: _probe_local(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), rank_cfg,
+                                                    progress and info.is_main, on_shard),
+                        len(samples), info, StoreError, "finished shards are kept")
     merge_error: str | None = None
     if info.is_main:
         try:

@@ -286,19 +286,9 @@ def _predict_distributed(clf: SuperNeuronClassifier, model: VLM | Callable[[], V
             raise DataError(f"{out} already exists and is not this job's finished output; a torchrun job writes "
                             f"a new file: {_FIX} (or rerun without torchrun to resume it)")
         return PredictionRun(out, done, resumed=len(done))
-    lo, hi = dist.rank_slice(len(samples), info.rank, info.world_size)
-    part = None
-    try:
-        if hi > lo:
-            part = _predict_local(clf, model, samples[lo:hi], part_path(out, info.rank), cfg,
-                                  progress and info.is_main, on_chunk)
-    except Exception as exc:  # tell the other ranks, so none waits for this one forever
-        dist.all_gather(f"{type(exc).__name__}: {exc}", info)
-        raise
-    failed = [(r, e) for r, e in enumerate(dist.all_gather(None, info)) if e is not None]
-    if failed:
-        raise DataError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
-                        + ". Fix it and run the same command again: the rows written so far are kept")
+    part = dist.run_rank_slice(lambda lo, hi: _predict_local(clf, model, samples[lo:hi], part_path(out, info.rank),
+                                                             cfg, progress and info.is_main, on_chunk),
+                               len(samples), info, DataError, "the rows written so far are kept")
     reports = dist.all_gather(None if part is None else (part.predicted, part.resumed, part.skipped), info)
     run = PredictionRun(out, [], vlm=None if part is None else part.vlm)
     for rep in reports:
