@@ -3,22 +3,12 @@ bad record, and images that fail only when their pixels are decoded."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import zlib
 from pathlib import Path
 
-
-def _tests_conftest():
-    """tests/conftest.py (`import conftest` here finds this folder's own conftest)."""
-    spec = importlib.util.spec_from_file_location("_tests_conftest", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-write_dataset = _tests_conftest().write_dataset
+from conftest import write_dataset
 
 
 def make_classifier(tiny_llava, root: Path, top_k: int = 3) -> Path:

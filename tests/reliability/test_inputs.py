@@ -8,12 +8,13 @@ import json
 
 import pytest
 from PIL import Image
-from predict_fixtures import make_classifier, records, with_image, write_records
 
 from superneurons.config import CaptureConfig, InferConfig, ScoreConfig, SelectConfig
 from superneurons.constants import MAX_PIXELS
 from superneurons.data.samples import Sample, balanced_sample, load_samples, validate_samples
 from superneurons.errors import ConfigError, DataError
+
+from .predict_fixtures import make_classifier, records, with_image, write_records
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import sys
 import time
 
 import pytest
-from predict_fixtures import corrupt_pixels, make_classifier, records, with_image
 
-from conftest import _env
 from superneurons.inference.predictions import run_record_path
+
+from .conftest import _env
+from .predict_fixtures import corrupt_pixels, make_classifier, records, with_image
 
 
 @pytest.fixture(scope="module")
