@@ -202,7 +202,7 @@ def _predict_local(clf: SuperNeuronClassifier, model: VLM | Callable[[], VLM], s
         todo = [s for s in good if s.id not in done]
         run = PredictionRun(out, keep, resumed=len(keep), recomputed=recomputed, skipped=list(skipped))
         if todo:
-            run.vlm = model() if callable(model) else model
+            run.vlm = model if hasattr(model, "prepare") else model()  # a VLM, or a function loading one
             record["model"] = model_digest(run.vlm)
             _resume(out, record, good)  # the model must match the one of the kept rows
         write_json(run_record_path(out), {**record, "skipped": [list(x) for x in run.skipped]})
