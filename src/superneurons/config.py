@@ -23,6 +23,7 @@ from superneurons.constants import (
     AGGREGATIONS,
     ALPHA,
     MAX_NEW_TOKENS,
+    MAX_PIXELS,
     METRIC,
     METRICS,
     POLARITIES,
@@ -80,7 +81,8 @@ class CaptureConfig:
     in the manifest) instead of stopping. `prefix_reuse`: encode each image and shared prompt
     prefix once. `require_labels`: the set must hold both yes and no (a probing set).
     `refuse_changed`: resuming a store whose samples changed (question or image) raises a
-    StoreError instead of recomputing their shards.
+    StoreError instead of recomputing their shards. `max_pixels`: refuse (or with `skip_bad` skip)
+    an image over this many pixels, read from its header (None: no limit).
     """
 
     token: Token = "first"
@@ -94,6 +96,7 @@ class CaptureConfig:
     prefix_reuse: bool = False
     require_labels: bool = True
     refuse_changed: bool = False
+    max_pixels: int | None = MAX_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _layers(self.layers))
@@ -102,6 +105,9 @@ class CaptureConfig:
         _at_least("capture", "batch_size", self.batch_size, 1, "use a positive batch size")
         _at_least("capture", "shard_size", self.shard_size, 1, "use a positive number of samples per shard")
         _at_least("capture", "max_new_tokens", self.max_new_tokens, 1, "generate at least one token")
+        _at_least("capture", "max_pixels", self.max_pixels, 1, "use a positive pixel count (None: no limit)")
+        if self.exit_layer is not None and (not isinstance(self.exit_layer, int) or isinstance(self.exit_layer, bool)):
+            raise ConfigError(f"capture: exit_layer={self.exit_layer!r}; use a decoder layer index (negative: from the end)")
         if self.token == "last" and self.exit_layer is not None:
             raise ConfigError("capture: exit_layer needs token 'first': the last token exists only after a full "
                               "generation")
@@ -138,6 +144,9 @@ class ScoreConfig:
         _choice("score", "polarity", self.polarity, POLARITIES)
         if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha)):
             raise ConfigError(f"score: alpha={self.alpha!r}; use a finite threshold (the paper uses 0)")
+        bad_q = [q for q in self.quantiles or () if not 0.0 < q < 1.0]
+        if bad_q:
+            raise ConfigError(f"score: quantiles {bad_q} are outside (0, 1); use fractions such as 0.05 .. 0.95")
         if self.per_neuron_alpha and self.quantiles is not None and not self.quantiles:
             raise ConfigError("score: per_neuron_alpha needs at least one quantile (or none given: every cut)")
         _at_least("score", "chunk_layers", self.chunk_layers, 1, "use a positive number of layers per chunk")
@@ -176,7 +185,8 @@ class InferConfig:
     `aggregation`: None keeps the classifier's own. `strict`: refuse a model whose fingerprint
     differs from the probed one. `cascade_margin`: defer samples whose SN score s has
     |s - 0.5| < margin to the model (needs the whole model). `truncate`: load only the decoder
-    layers 0..L* (not with a cascade).
+    layers 0..L* (not with a cascade). `skip_bad`: skip samples whose image is unreadable or over
+    `max_pixels` (read from its header; None: no limit) instead of stopping.
     """
 
     aggregation: Aggregation | None = None
@@ -184,11 +194,14 @@ class InferConfig:
     strict: bool = True
     cascade_margin: float | None = None
     truncate: bool = False
+    skip_bad: bool = False
+    max_pixels: int | None = MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.aggregation is not None:
             _choice("infer", "aggregation", self.aggregation, AGGREGATIONS)
         _at_least("infer", "batch_size", self.batch_size, 1, "use a positive batch size")
+        _at_least("infer", "max_pixels", self.max_pixels, 1, "use a positive pixel count (None: no limit)")
         _in_range("infer", "cascade_margin", self.cascade_margin, 0.0, 0.5,
                   "0 answers from the SNs only, 0.5 defers every sample to the model")
         if self.truncate and self.cascade_margin is not None:

@@ -15,6 +15,8 @@ ALPHA = 0.0  #: activation threshold: a neuron says yes when H > alpha (eq. 3)
 SNT_STEP = 0.01  #: SNt sweep step: 1 point (LLaVA); 0.001 = 0.1 point (Qwen)
 SNT_DEPTH = 0.03  #: how far below the best single neuron the SNt sweep goes (3 points)
 METRIC = "accuracy"  #: what SNt is optimised for by default
+#: largest image (width x height) read: well above any VLM's input, far below a decompression bomb
+MAX_PIXELS = 50_000_000
 
 # ---- choices --------------------------------------------------------------------------------------
 Token = Literal["first", "last"]

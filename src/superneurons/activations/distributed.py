@@ -32,10 +32,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from superneurons.activations.store import FORMAT_VERSION, read_manifest, same_field
 from superneurons.constants import MANIFEST_NAME, RANK_DIR, __version__
@@ -51,6 +52,7 @@ _SHARED = ("format_version", "fingerprint", "prompt_template", "token", "max_new
            "exit_layer", "hidden_size", "dtype", "shard_size", "model", "family")
 _TIMEOUT = timedelta(hours=2)  # a rank may wait this long for the slowest one
 _owns_group = False
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,26 @@ def rank_slice(n: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def run_rank_slice(fn: Callable[[int, int], T], n: int, info: DistInfo, error: type[Exception],
+                   kept: str) -> T | None:
+    """`fn(lo, hi)` on this rank's slice of `n` items (None when the slice is empty), with every rank told
+    of every failure (a gather), so none waits forever: a failed rank re-raises its own error, the others
+    raise `error` naming the failed ranks and what was `kept` (e.g. "finished shards are kept")."""
+    lo, hi = rank_slice(n, info.rank, info.world_size)
+    result = None
+    try:
+        if hi > lo:
+            result = fn(lo, hi)
+    except Exception as exc:
+        all_gather(f"{type(exc).__name__}: {exc}", info)
+        raise
+    failed = [(r, e) for r, e in enumerate(all_gather(None, info)) if e is not None]
+    if failed:
+        raise error("; ".join(f"rank {r} failed: {e}" for r, e in failed)
+                    + f". Fix it and run the same command again: {kept}")
+    return result
 
 
 def all_gather(obj: Any, info: DistInfo) -> list[Any]:

@@ -102,7 +102,8 @@ def _probe_locked(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCo
         chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
     except ValueError as exc:
         raise StoreError(str(exc)) from exc
-    good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels)
+    good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels,
+                                     max_pixels=cfg.max_pixels)
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.tmp-*"):  # leftovers of a killed write (this process holds the folder's lock)
         tmp.unlink(missing_ok=True)
@@ -245,19 +246,10 @@ def _probe_ranks(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureCon
                  progress: bool, on_shard: OnShard | None, notify: Notify | None) -> ActivationStore:
     if info.is_main:
         dist.write_placeholder(out, vlm, len(samples), info.world_size, cfg.dtype)
-    lo, hi = dist.rank_slice(len(samples), info.rank, info.world_size)
-    try:
-        if hi > lo:
-            rank_cfg = configure(CaptureConfig, cfg, {"require_labels": False})
-            _probe_local(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), rank_cfg,
-                         progress and info.is_main, on_shard, notify, lock=False)
-    except Exception as exc:
-        dist.all_gather(f"{type(exc).__name__}: {exc}", info)
-        raise
-    failed = [(r, e) for r, e in enumerate(dist.all_gather(None, info)) if e is not None]
-    if failed:
-        raise StoreError("; ".join(f"rank {r} failed: {e}" for r, e in failed)
-                         + ". Fix it and run the same command again: finished shards are kept")
+    rank_cfg = configure(CaptureConfig, cfg, {"require_labels": False})
+    dist.run_rank_slice(lambda lo, hi: _probe_local(vlm, samples[lo:hi], out / RANK_DIR.format(info.rank), rank_cfg,
+                                                    progress and info.is_main, on_shard, notify, lock=False),
+                        len(samples), info, StoreError, "finished shards are kept")
     merge_error: str | None = None
     if info.is_main:
         try:

@@ -46,12 +46,13 @@ def _register_all() -> None:
 def main() -> None:
     """Entry point of the console script; user-facing errors print without a traceback."""
     from rich.console import Console
+    from rich.markup import escape
 
     from superneurons.errors import SuperNeuronsError
 
     _register_all()
     try:
         app()
-    except SuperNeuronsError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    except SuperNeuronsError as exc:  # printed literally: a path or value may hold "[/...]"
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise SystemExit(2) from None

@@ -28,19 +28,20 @@ def bench_command(
     revision: str | None = REVISION,
     exit_layers: list[int] | None = typer.Option(None, "--exit-layer", help="Also time a timing-only SN set "
                                                  "exiting after this layer (repeatable; default 1)."),
-    k: int = typer.Option(16, "--k", help="Neurons in a timing-only SN set."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Samples in the timed batch."),
-    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget (paper: 128)."),
-    repeats: int = typer.Option(3, "--repeats", help="Timed runs per method (median reported)."),
-    warmup: int = typer.Option(1, "--warmup", help="Untimed runs per method first."),
+    k: int = typer.Option(16, "--k", min=1, help="Neurons in a timing-only SN set."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Samples in the timed batch."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", min=1, help="Generation budget (paper: 128)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per method (median reported)."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed runs per method first."),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="Time the generate() rows."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the timings as JSON here."),
 ) -> None:
     """Time SN inference with early exit against generation, prefill and the bare early-exit limit."""
     from rich.console import Console
+    from rich.markup import escape
 
     from superneurons.data.samples import load_samples
     from superneurons.evaluation.bench import run_bench
@@ -55,7 +56,7 @@ def bench_command(
     clfs = [SuperNeuronClassifier.from_pretrained(c, revision=revision) for c in classifiers or []]
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
-    err.print(f"loading [bold]{model}[/] ...")
+    err.print(f"loading [bold]{escape(model)}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     layers = exit_layers if exit_layers else ([1] if vlm.num_layers > 1 else [0])
     res = run_bench(vlm, samples, classifiers=clfs, exit_layers=layers, k=k, batch_size=batch_size,
@@ -74,7 +75,7 @@ def bench_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json_text(d) + "\n", encoding="utf-8")
-        console.print(f"[green]wrote[/] {out}")
+        console.print(f"[green]wrote[/] {escape(str(out))}")
 
 
 def register(app: typer.Typer) -> None:

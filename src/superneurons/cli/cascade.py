@@ -46,18 +46,19 @@ def cascade_sweep_command(
                                            "(mean: margin-weighted score; vote/fraction: share of SNs)."),
     calibrate: Path | None = typer.Option(None, "--calibrate", help="Probing activation store: fit the mean "
                                           "score's temperature on it and save it into the classifier."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Temperature of the mean score "
+    temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Temperature of the mean score "
                                              "(default: the classifier's calibrated one)."),
-    repeats: int = typer.Option(1, "--repeats", help="Timed runs per margin (round-robin); the fastest is "
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Timed runs per margin (round-robin); the fastest is "
                                 "reported (use 3+ on a shared machine)."),
-    limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N samples."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
 ) -> None:
     """Sweep the cascade margin: accuracy, F1, deferral rate and cost (layers, time) per margin."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from superneurons.constants import CASCADE_JSON, CASCADE_PLOT
@@ -78,14 +79,14 @@ def cascade_sweep_command(
                             "or pass --temperature")
         t = calibrate_cascade(clf, calibrate)
         clf.save(classifier)
-        err.print(f"calibrated the mean score on {calibrate}: temperature {t:.4g} (saved into {classifier})")
+        err.print(escape(f"calibrated the mean score on {calibrate}: temperature {t:.4g} (saved into {classifier})"))
     _, _, score_kind = resolve_score(clf, aggregation, temperature)
     samples = load_samples(data)
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit {limit}: use a positive number of samples")
         samples = samples[:limit]
-    err.print(f"loading [bold]{model}[/] ...")
+    err.print(f"loading [bold]{escape(model)}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     rows = cascade_sweep(clf, vlm, samples, grid, batch_size=batch_size, aggregation=aggregation,
                          strict=strict, progress=True, temperature=temperature,
@@ -115,15 +116,15 @@ def cascade_sweep_command(
                   "aggregation": aggregation or clf.aggregation, "score": score_kind, "rows": rows,
                   "best": None if best is None else best["margin"]}
         (out / CASCADE_JSON).write_text(json_text(result) + "\n", encoding="utf-8")
-        console.print(f"[green]wrote[/] {out / CASCADE_JSON}")
+        console.print(f"[green]wrote[/] {escape(str(out / CASCADE_JSON))}")
         from superneurons.report.cascade_plot import plot_cascade
 
         try:
             plot_cascade(rows, out / CASCADE_PLOT)
         except ImportError as exc:
-            err.print(f"[yellow]no plot:[/] {exc}")
+            err.print(f"[yellow]no plot:[/] {escape(str(exc))}")
         else:
-            console.print(f"[green]wrote[/] {out / CASCADE_PLOT}")
+            console.print(f"[green]wrote[/] {escape(str(out / CASCADE_PLOT))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,25 +20,26 @@ from superneurons.constants import MAX_NEW_TOKENS
 def demo_command(
     out: Path = typer.Option(Path("superneurons_demo"), "--out", "-o", help="Output folder (created)."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (a couple of minutes; CI)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the benchmark and of the balanced probing draw."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the benchmark and of the balanced probing draw."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: the shipped "
                                      "demo model)."),
     families: list[str] | None = typer.Option(None, "--family", help="Question family (repeatable); default all."),
-    n_probe: int | None = typer.Option(None, "--probe", help="Probing samples per family (default 500; quick 40)."),
-    n_val: int | None = typer.Option(None, "--val", help="Validation samples per family (default 300; quick 24)."),
+    n_probe: int | None = typer.Option(None, "--probe", min=2, help="Probing samples per family (default 500; quick 40)."),
+    n_val: int | None = typer.Option(None, "--val", min=1, help="Validation samples per family (default 300; quick 24)."),
     experiments: str | None = typer.Option(None, "--experiments", help="all, core (overlap + probe-size) or "
                                            "none (default: all; core with --quick)."),
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="Run the cascade sweep on presence."),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Run the runtime comparison."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
-    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget of the model baseline."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", min=1, help="Generation budget of the model baseline."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."),
 ) -> None:
     """Reproduce Tab. 1 / 2 / 5 and the paper's figures on the demo model and a fresh synthetic benchmark."""
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
     from superneurons.report.tables import bench_table, table1, table2, table5
     from superneurons.synth.demo import run_demo
@@ -58,7 +59,7 @@ def demo_command(
         console.print(table.to_rich())
     if results.get("bench"):
         console.print(bench_table(results["bench"]).to_rich())
-    console.print(f"[green]wrote[/] {paths['html']}, {paths['markdown']}, {paths['json']} "
+    console.print(f"[green]wrote[/] {escape(str(paths['html']))}, {escape(str(paths['markdown']))}, {escape(str(paths['json']))} "
                   f"in {results['meta']['seconds'] / 60:.1f} min")
 
 

@@ -2,10 +2,11 @@
 
     superneurons evaluate --classifier CLF --model M --data D.jsonl [--out metrics.json]
         [--no-generate] [--max-new-tokens 128] [--limit N] [--batch-size B] [--device auto]
-        [--model-dtype auto] [--no-strict] [--cascade-margin M]
+        [--model-dtype auto] [--no-strict] [--cascade-margin M] [--skip-bad] [--max-pixels N]
 
 Prints accuracy, precision, recall, F1 and yes-ratio of SNs (mean, vote), model generation
-(POPE parser and strict parser) and first-token logits, plus the agreement rate (eq. 7).
+(POPE parser and strict parser) and first-token logits, plus the agreement rate (eq. 7). Every sample is checked before the model loads (text, image headers
+against --max-pixels); with `--skip-bad` bad samples are skipped, listed, and left out of the metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import typer
 
 from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
-from superneurons.constants import MAX_NEW_TOKENS
+from superneurons.constants import MAX_NEW_TOKENS, MAX_PIXELS
 from superneurons.utils.files import json_text
 
 
@@ -26,40 +27,48 @@ def evaluate_command(
     data: Path = typer.Option(..., "--data", "-d", help="Labelled JSONL/JSON of {id, image, question, label}."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the metrics as JSON here."),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="Run the (slow) generation baseline."),
-    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget (paper: 128)."),
-    limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", min=1,
+                                      help="Generation budget (paper: 128)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N samples."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
     answers: bool = typer.Option(False, "--answers", help="Include per-sample answers in the JSON."),
-    cascade_margin: float | None = typer.Option(None, "--cascade-margin", help="Add the cascade (SNs, deferring "
+    cascade_margin: float | None = typer.Option(None, "--cascade-margin", min=0.0, max=0.5, help="Add the cascade (SNs, deferring "
                                                 "|s - 0.5| < M to the model) as a method."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or oversized images (listed)."),
+    max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", min=1, help="Refuse images with more pixels "
+                                   "(read from the header, before decoding)."),
 ) -> None:
     """Evaluate a classifier and the model baselines on labelled data."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from superneurons.config import InferConfig
-    from superneurons.data.samples import load_samples
-    from superneurons.errors import DataError
+    from superneurons.data.samples import load_samples, validate_samples
     from superneurons.evaluation.compare import evaluate
     from superneurons.inference.classifier import SuperNeuronClassifier
     from superneurons.models import load_model
 
-    config = InferConfig(batch_size=batch_size, strict=strict, cascade_margin=cascade_margin)
+    config = InferConfig(batch_size=batch_size, strict=strict, cascade_margin=cascade_margin, skip_bad=skip_bad,
+                         max_pixels=max_pixels)
     clf = SuperNeuronClassifier.from_pretrained(classifier, revision=revision)
     samples = load_samples(data)
     if limit is not None:
-        if limit < 1:
-            raise DataError(f"--limit {limit}: use a positive number of samples")
         samples = samples[:limit]
+    samples, skipped = validate_samples(samples, skip_bad=config.skip_bad, max_pixels=config.max_pixels)
     err = Console(stderr=True)
-    err.print(f"loading [bold]{model}[/] ...")
+    for sid, why in skipped:
+        err.print(f"[yellow]skipped[/] {escape(sid)}: {escape(why)}")
+    err.print(f"loading [bold]{escape(model)}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=device)
     result = evaluate(clf, vlm, samples, batch_size=config.batch_size, generate=generate,
                       max_new_tokens=max_new_tokens, strict=config.strict, progress=True, keep_answers=answers,
                       cascade_margin=config.cascade_margin)
+    if skipped:
+        result["skipped"] = [{"id": sid, "reason": why} for sid, why in skipped]
     console = Console()
     c = result["classifier"]
     table = Table(title=f"{result['n']} samples; SNs: K={c['k']}, L*={c['exit_layer']} of {result['num_layers']}")
@@ -84,7 +93,7 @@ def evaluate_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json_text(result) + "\n", encoding="utf-8")
-        console.print(f"[green]wrote[/] {out}")
+        console.print(f"[green]wrote[/] {escape(str(out))}" + (f" ({len(skipped)} skipped)" if skipped else ""))
 
 
 def register(app: typer.Typer) -> None:

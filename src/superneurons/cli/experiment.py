@@ -71,32 +71,33 @@ def experiment_command(
     source_val: Path | None = typer.Option(None, "--source-val", help="transfer: the source's validation set."),
     stores: list[str] = typer.Option([], "--store", help="overlap: NAME=DIR of an activation store."),
     model_scores: list[str] = typer.Option([], "--model-score", help="overlap: NAME=X, the model's score."),
-    n: int = typer.Option(40, "--n", help="savs: probing samples for both SAVs and SNs."),
-    k: int = typer.Option(20, "--k", help="savs: attention heads kept."),
+    n: int = typer.Option(40, "--n", min=2, help="savs: probing samples for both SAVs and SNs."),
+    k: int = typer.Option(20, "--k", min=1, help="savs: attention heads kept."),
     shots: str = typer.Option("0,1,3,5", "--shots", help="nshot: numbers of examples."),
     word: str = typer.Option("obstructing", "--word", help="prompts: the key word to replace."),
     alternatives: str = typer.Option("hiding,occluding", "--alternatives", help="prompts: replacement words."),
     random_strings: bool = typer.Option(True, "--random/--no-random", help="prompts: also random strings."),
     sizes: str = typer.Option("10,40,100,300,1000,3000", "--sizes", help="probe-size: probing set sizes."),
-    repeats: int = typer.Option(1, "--repeats", help="probe-size: draws per size."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="probe-size: draws per size."),
     metrics: str = typer.Option("accuracy,f1,precision,recall", "--metrics", help="metric: metrics to optimise."),
     tokens: str = typer.Option("first,last", "--tokens", help="token: positions to compare."),
     metric: str = typer.Option("accuracy", "--metric", help="Metric SNs are optimised for (all but `metric`)."),
     token: str = typer.Option("first", "--token", help="Activation position: first or last."),
     alpha: float = typer.Option(ALPHA, "--alpha", help="Activation threshold (paper: 0)."),
-    step: float = typer.Option(SNT_STEP, "--step", help="SNt sweep step (0.01 LLaVA, 0.001 Qwen)."),
-    depth: float = typer.Option(SNT_DEPTH, "--depth", help="SNt sweep depth below the best neuron."),
-    balanced: int | None = typer.Option(None, "--balanced", help="Use a balanced subset of N probing samples."),
-    val_limit: int | None = typer.Option(None, "--val-limit", help="Use a random subset of N validation samples."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
-    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget of the model baseline."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    step: float = typer.Option(SNT_STEP, "--step", min=1e-6, max=1.0, help="SNt sweep step (0.01 LLaVA, 0.001 Qwen)."),
+    depth: float = typer.Option(SNT_DEPTH, "--depth", min=0.0, max=1.0, help="SNt sweep depth below the best neuron."),
+    balanced: int | None = typer.Option(None, "--balanced", min=2, help="Use a balanced subset of N probing samples."),
+    val_limit: int | None = typer.Option(None, "--val-limit", min=1, help="Use a random subset of N validation samples."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", min=1, help="Generation budget of the model baseline."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random draw."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write the figure (needs matplotlib)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
 ) -> None:
     """Run a paper experiment (Tab. 3, 5-9, Fig. 5, App. Fig. 2) and print its table."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from superneurons.errors import DataError
@@ -140,7 +141,7 @@ def experiment_command(
             datasets = [Dataset(dn, ps, vs) for dn, ps, vs in zip(dnames, p_sets, v_sets, strict=True)]
         from superneurons.models import load_model
 
-        console.print(f"loading [bold]{model}[/] ...")
+        console.print(f"loading [bold]{escape(model)}[/] ...")
         vlm = load_model(model, dtype=model_dtype, device=device)
         console.print(f"{vlm!r}: experiment [bold]{exp.name}[/] ({exp.paper}) on {', '.join(d.name for d in datasets)}")
         result = run_experiment(name, vlm, datasets=datasets, out_dir=out, options=opts, **params)
@@ -156,7 +157,7 @@ def experiment_command(
     if any(c in result.percent for c in result.columns):
         stdout.print("metrics in %")
     for path in result.files:
-        stdout.print(f"[green]wrote[/] {path}")
+        stdout.print(f"[green]wrote[/] {escape(str(path))}")
 
 
 def _overlap_from_stores(stores: list[str], model_scores: list[str], metric: str, out: Path, plot: bool) -> Any:

@@ -3,7 +3,7 @@
     superneurons probe --model M --data D.jsonl --out DIR [--token first|last] [--layers 0-5,8]
         [--exit-layer K] [--limit N] [--balanced N --seed S] [--batch-size B] [--shard-size S]
         [--dtype float16|bfloat16|float32] [--device auto|cpu|cuda] [--model-dtype auto|float32|...]
-        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad] [--refuse-changed]
+        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad] [--refuse-changed] [--max-pixels N]
 
 Running the same command again resumes an interrupted store (samples whose question or image changed
 are recomputed, or refused with --refuse-changed); the folder is locked while a probe writes it. Under `torchrun --nproc_per_node K
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from superneurons.constants import MAX_NEW_TOKENS
+from superneurons.constants import MAX_NEW_TOKENS, MAX_PIXELS
 
 
 def probe_command(
@@ -28,17 +28,20 @@ def probe_command(
                               "last: last token of a greedy generation."),
     layers: str | None = typer.Option(None, "--layers", help="Layers to store, e.g. 0-5,8 (default: all)."),
     exit_layer: int | None = typer.Option(None, "--exit-layer", help="Stop each forward after this layer."),
-    limit: int | None = typer.Option(None, "--limit", help="Use only the first N samples (after --balanced)."),
-    balanced: int | None = typer.Option(None, "--balanced", help="Draw a class-balanced subset of N samples."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the balanced draw."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per forward."),
-    shard_size: int = typer.Option(256, "--shard-size", help="Samples per shard file."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N samples (after --balanced)."),
+    balanced: int | None = typer.Option(None, "--balanced", min=2, help="Draw a class-balanced subset of N samples."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the balanced draw."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward."),
+    shard_size: int = typer.Option(256, "--shard-size", min=1, help="Samples per shard file."),
     dtype: str = typer.Option("float16", "--dtype", help="Stored dtype: float16, bfloat16 or float32 "
                               "(independent of --model-dtype)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Weights dtype: auto, float32, float16, bfloat16."),
-    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", help="Generation budget for --token last."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in the manifest)."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, "--max-new-tokens", min=1, help="Generation budget for --token last."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or oversized images (listed in the "
+                                  "manifest)."),
+    max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", min=1, help="Refuse images with more pixels "
+                                   "(read from the header, before decoding)."),
     device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a model larger than one "
                                           "GPU over all GPUs (accelerate); --device is then ignored."),
     truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers up to --exit-layer "
@@ -68,7 +71,7 @@ def probe_command(
         raise StoreError(str(exc)) from None
     config = CaptureConfig(token=token, layers=layer_list, exit_layer=exit_layer, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, dtype=dtype, shard_size=shard_size, skip_bad=skip_bad,
-                           prefix_reuse=prefix_reuse, refuse_changed=refuse_changed)
+                           prefix_reuse=prefix_reuse, refuse_changed=refuse_changed, max_pixels=max_pixels)
     samples = load_samples(data)
     if balanced is not None:
         samples = balanced_sample(samples, balanced, seed=seed)
@@ -91,15 +94,15 @@ def probe_command(
             raise StoreError("--truncate needs --token first and --exit-layer K or non-negative --layers "
                              "(it loads decoder layers 0..K only)")
         max_layer = exit_layer if exit_layer is not None else max(layer_list or [0])
-    console.print(f"loading [bold]{model}[/] ...")
+    console.print(f"loading [bold]{escape(model)}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=rank_device(device, dist), max_layer=max_layer, **extra)
     if max_layer is not None:
-        console.print(f"truncated: {vlm.load_report.summary()}")
+        console.print(escape(f"truncated: {vlm.load_report.summary()}"))
     if prefix_reuse:
         ok, why = prefix_reuse_support(vlm)
-        console.print(f"prefix reuse: {why}" if ok else f"[yellow]prefix reuse off[/]: {why}")
+        console.print(f"prefix reuse: {escape(why)}" if ok else f"[yellow]prefix reuse off[/]: {escape(why)}")
     where = f" on {dist.world_size} processes" if dist.distributed else ""
-    console.print(f"{vlm!r}: probing {len(samples)} samples from {data}{where}")
+    console.print(escape(f"{vlm!r}: probing {len(samples)} samples from {data}{where}"))
     try:
         store = probe(vlm, samples, out, config, progress=True,
                       notify=lambda msg: console.print(f"[yellow]note[/]: {escape(msg)}"))
@@ -109,8 +112,8 @@ def probe_command(
         return
     skipped = store.manifest["skipped"]
     for item in skipped:
-        console.print(f"[yellow]skipped[/] {item['id']}: {item['reason']}")
-    Console().print(f"[green]wrote[/] {store.directory}: {store.num_samples} samples x {len(store.layers)} layers "
+        console.print(f"[yellow]skipped[/] {escape(str(item['id']))}: {escape(item['reason'])}")
+    Console().print(f"[green]wrote[/] {escape(str(store.directory))}: {store.num_samples} samples x {len(store.layers)} layers "
                     f"x {store.hidden_size} ({store.manifest['dtype']}, token={token})"
                     + (f", {len(skipped)} skipped" if skipped else ""))
 

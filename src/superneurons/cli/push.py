@@ -34,6 +34,7 @@ def push_command(
 ) -> None:
     """Push a classifier and its model card to the Hugging Face Hub."""
     from rich.console import Console
+    from rich.markup import escape
 
     from superneurons.errors import DataError
     from superneurons.inference.classifier import SuperNeuronClassifier
@@ -45,7 +46,7 @@ def push_command(
     values = read_json(metrics, DataError, "write it with `superneurons evaluate --out`") if metrics else None
     info = clf.push_to_hub(repo_id, subfolder=subfolder, private=private, token=token, metrics=values,
                            commit_message=message)
-    Console().print(f"[green]pushed[/] K={clf.sns.k} SNs (L*={clf.exit_layer}) to {repo_id}"
+    Console().print(f"[green]pushed[/] K={clf.sns.k} SNs (L*={clf.exit_layer}) to {escape(repo_id)}"
                     f"{'/' + subfolder if subfolder else ''}: {getattr(info, 'commit_url', info)}")
 
 

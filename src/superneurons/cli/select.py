@@ -20,23 +20,24 @@ def select_command(
     acts: Path = typer.Option(..., "--acts", "-a", help="Activation store folder written by `superneurons probe`."),
     out: Path = typer.Option(..., "--out", "-o", help="Classifier folder to write."),
     metric: str = typer.Option("accuracy", "--metric", help="Score to optimise: accuracy, precision, recall, f1."),
-    snt: float | None = typer.Option(None, "--snt", help="Keep neurons scoring > SNt (a fraction, e.g. 0.92)."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Keep at most the K best neurons."),
-    max_layer: int | None = typer.Option(None, "--max-layer", help="Only layers <= L (earlier exit)."),
+    snt: float | None = typer.Option(None, "--snt", min=0.0, max=1.0, help="Keep neurons scoring > SNt (a fraction, e.g. 0.92)."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Keep at most the K best neurons."),
+    max_layer: int | None = typer.Option(None, "--max-layer", min=0, help="Only layers <= L (earlier exit)."),
     alpha: float = typer.Option(ALPHA, "--alpha", help="Activation threshold (paper: 0)."),
     polarity: str = typer.Option("positive", "--polarity", help="positive (paper) or both (also H <= alpha)."),
     per_neuron_alpha: bool = typer.Option(False, "--per-neuron-alpha", help="Fit each neuron's threshold."),
     aggregation: str = typer.Option("mean", "--aggregation", help="mean, vote or fraction."),
-    step: float = typer.Option(SNT_STEP, "--step", help="SNt sweep step (0.01 = 1 point, 0.001 = 0.1 point)."),
-    depth: float = typer.Option(SNT_DEPTH, "--depth", help="SNt sweep depth below the best neuron (0.03 = 3 points)."),
+    step: float = typer.Option(SNT_STEP, "--step", min=1e-6, max=1.0, help="SNt sweep step (0.01 = 1 point, 0.001 = 0.1 point)."),
+    depth: float = typer.Option(SNT_DEPTH, "--depth", min=0.0, max=1.0, help="SNt sweep depth below the best neuron (0.03 = 3 points)."),
     choose_by: str | None = typer.Option(None, "--choose-by", help="Sweep column that picks SNt "
                                          "(default: <aggregation>_<metric>)."),
-    chunk_layers: int = typer.Option(4, "--chunk-layers", help="Layers read per chunk (memory vs speed)."),
+    chunk_layers: int = typer.Option(4, "--chunk-layers", min=1, help="Layers read per chunk (memory vs speed)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the store's bytes against their "
                                 "checksums (headers are always checked; unchanged files are not hashed again)."),
 ) -> None:
     """Find Super Neurons in a store (Alg. 1) and save them as a classifier."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from superneurons.activations.store import ActivationStore
@@ -79,7 +80,7 @@ def select_command(
         console.print(per_layer)
         paths = clf.save(out, lock=False)
         how = f"SNt {clf.sns.snt}" if clf.sns.snt is not None else f"top {clf.sns.top_k}"
-        console.print(f"[green]wrote[/] {', '.join(str(p) for p in paths)} ({how}, {clf.aggregation}, L* = {clf.exit_layer})")
+        console.print(f"[green]wrote[/] {escape(', '.join(str(p) for p in paths))} ({how}, {clf.aggregation}, L* = {clf.exit_layer})")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     def synth(
         out: Path = typer.Option(..., "--out", help="Folder to write <split>/<family>.jsonl and images into."),
         scenes: int = typer.Option(300, "--scenes", min=1, help="Scenes per split (train, probe, val)."),
-        seed: int = typer.Option(0, "--seed", help="Seed; the same seed writes the same files."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed; the same seed writes the same files."),
         families: list[str] | None = typer.Option(None, "--family", help="Question family (repeatable); default all."),
     ) -> None:
         """Generate the synthetic coloured-shapes benchmark (presence, attribute, spatial, ...)."""

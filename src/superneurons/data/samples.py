@@ -2,22 +2,30 @@
 
 A `Sample` is an image + a yes/no question + its label. `load_samples` reads the standard
 JSONL/JSON layout (`{"id", "image", "question", "label"}`, image paths relative to the file),
-`validate_samples` checks images up front, and `balanced_sample` draws a class-balanced
-subset as the paper's probing protocol asks (Sec. 4.2).
+`validate_samples` checks images up front from their headers (no pixel is decoded twice), and
+`balanced_sample` draws a class-balanced subset as the paper's probing protocol asks (Sec. 4.2).
+
+Bad input is a DataError naming the file, line or sample and the fix: a data file that is not UTF-8
+(a UTF-8 BOM is accepted), text holding a character UTF-8 cannot encode (a lone surrogate), a missing
+or unreadable image, or one larger than `max_pixels` (`MAX_PIXELS` by default, read from the header
+before anything is decoded, so a decompression bomb never reaches memory).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import random
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from superneurons.constants import MAX_PIXELS
 from superneurons.errors import DataError
 
 YES, NO = "yes", "no"
@@ -46,20 +54,60 @@ class Sample:
             raise DataError(f"sample {self.id!r} has no label; probing and evaluation need yes/no labels")
         return int(self.label == YES)
 
-    def load_image(self) -> Image.Image:
-        """The image as RGB PIL; a missing or corrupt file raises a DataError naming the sample."""
+    def load_image(self, max_pixels: int | None = None) -> Image.Image:
+        """The image as RGB PIL; a missing or corrupt file, or one over `max_pixels` (checked from the
+        header, before decoding), raises a DataError naming the sample."""
+        with self._open(max_pixels) as im:
+            try:
+                return im.convert("RGB")
+            except Exception as exc:  # PIL raises several types for broken files
+                raise self._unreadable(exc) from exc
+
+    def check_image(self, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
+        """(width, height) of the image from its header, checked against `max_pixels` and for a broken
+        file structure (`PIL.Image.verify`: chunks and checksums, no pixel decoded); a DataError naming
+        the sample otherwise. Cheap: the pixels are decoded once, later, by `load_image`."""
+        with self._open(max_pixels) as im:
+            size = im.size
+            if im is not self.image:
+                try:
+                    im.verify()
+                except Exception as exc:
+                    raise self._unreadable(exc) from exc
+            return size
+
+    @contextlib.contextmanager
+    def _open(self, max_pixels: int | None) -> Iterator[Image.Image]:
         if isinstance(self.image, Image.Image):
-            return self.image.convert("RGB")
+            self._check_pixels(self.image.size, max_pixels, "in-memory image")
+            yield self.image
+            return
         path = Path(self.image)
         if not path.is_file():
             raise DataError(f"sample {self.id!r}: image file {str(path)!r} does not exist; fix the path "
                             "(relative paths are resolved against the data file's folder) or pass --skip-bad")
         try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except Exception as exc:  # PIL raises several types for broken files
-            raise DataError(f"sample {self.id!r}: image file {str(path)!r} cannot be read as an image "
-                            f"({type(exc).__name__}: {exc}); replace the file or pass --skip-bad") from exc
+            with warnings.catch_warnings():  # our own limit below is the one that speaks
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"sample {self.id!r}: image file {str(path)!r} is too large to read safely ({exc}); "
+                            "resize it or pass --skip-bad") from exc
+        except Exception as exc:
+            raise self._unreadable(exc) from exc
+        with im:
+            self._check_pixels(im.size, max_pixels, f"image file {str(path)!r}")
+            yield im
+
+    def _check_pixels(self, size: tuple[int, int], max_pixels: int | None, what: str) -> None:
+        w, h = size
+        if max_pixels is not None and w * h > max_pixels:
+            raise DataError(f"sample {self.id!r}: {what} is {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of "
+                            f"{max_pixels / 1e6:g} MP (max_pixels); resize it, raise --max-pixels, or pass --skip-bad")
+
+    def _unreadable(self, exc: Exception) -> DataError:
+        return DataError(f"sample {self.id!r}: image file {str(self.image)!r} cannot be read as an image "
+                         f"({type(exc).__name__}: {exc}); replace the file or pass --skip-bad")
 
     def to_record(self, root: Path | None = None) -> dict[str, Any]:
         """A JSON-able dict in the standard layout (image path relative to `root` where possible)."""
@@ -83,6 +131,33 @@ def parse_label(value: Any, where: str) -> str:
     return _LABELS[key]
 
 
+def check_text(text: str, where: str) -> None:
+    """Raise a DataError naming `where` when `text` holds a character UTF-8 cannot encode (a lone
+    surrogate, e.g. from a broken "\\ud83d" escape): a tokenizer would fail on it much later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: invalid character {text[exc.start]!r} at position {exc.start} (a lone "
+                        "surrogate: half of a broken \\uXXXX escape pair); fix or remove it") from None
+
+
+def read_text(path: Path) -> str:
+    """The text of a data file: UTF-8, with or without a BOM; anything else is a DataError naming the
+    line and byte offset of the first undecodable byte (or UTF-16) and how to convert the file."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4]:
+        raise DataError(f"{path}: looks like UTF-16 text; save it as UTF-8 "
+                        f"(e.g. iconv -f UTF-16 -t UTF-8 {path.name} > fixed.jsonl)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1)
+        raise DataError(f"{path.name} line {line} (byte {exc.start}, column {col}): byte 0x{raw[exc.start]:02x} is "
+                        "not UTF-8 (a latin-1 or Windows-1252 file?); save the file as UTF-8 "
+                        f"(e.g. iconv -f latin1 -t UTF-8 {path.name} > fixed.jsonl)") from None
+
+
 def _record_to_sample(rec: Any, where: str, root: Path) -> Sample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object with id, image, question, label; got {type(rec).__name__}")
@@ -91,6 +166,8 @@ def _record_to_sample(rec: Any, where: str, root: Path) -> Sample:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)}; each record needs "
                         "id, image, question and label")
     sid = str(rec.get("id", where))
+    for name in ("id", "image", "question"):
+        check_text(str(rec.get(name, "")), f"{where} (id {sid!r}) field {name!r}")
     label = rec.get("label")
     image = Path(str(rec["image"]))
     if not image.is_absolute():
@@ -109,7 +186,7 @@ def load_samples(path: str | Path, require_labels: bool = True) -> list[Sample]:
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist; pass a .jsonl or .json file of "
                         "{id, image, question, label} records")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     root = path.parent
     samples: list[Sample] = []
     stripped = text.lstrip()
@@ -153,18 +230,21 @@ def write_samples(samples: Iterable[Sample], path: str | Path) -> Path:
     return path
 
 
-def validate_samples(samples: Sequence[Sample], skip_bad: bool = False,
-                     require_both_classes: bool = False) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """Open every image once; return (good samples, [(id, reason)] skipped).
+def validate_samples(samples: Sequence[Sample], skip_bad: bool = False, require_both_classes: bool = False,
+                     max_pixels: int | None = MAX_PIXELS) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """Check every sample's text and image header; return (good samples, [(id, reason)] skipped).
 
-    Without `skip_bad` the first bad image raises. `require_both_classes` (probing) refuses an
-    empty or one-class set, since no neuron can be scored against one label.
+    Images are not decoded (`Sample.check_image`: size from the header against `max_pixels`, file
+    structure), so each is decoded once, by the step that uses it. Without `skip_bad` the first bad
+    sample raises. `require_both_classes` (probing) refuses an empty or one-class set, since no neuron
+    can be scored against one label.
     """
     good: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for s in samples:
         try:
-            s.load_image()
+            check_text(s.question, f"sample {s.id!r} question")
+            s.check_image(max_pixels)
         except DataError as exc:
             if not skip_bad:
                 raise
@@ -196,6 +276,8 @@ def balanced_sample(samples: Sequence[Sample], n: int | None, seed: int = 0) -> 
     With n=None or n larger than the data allows, keeps 2 x min(#yes, #no). The result is
     shuffled deterministically by `seed`.
     """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
+        raise DataError(f"balanced_sample(n={n!r}): ask for n >= 2 samples (n // 2 of each class)")
     yes = [s for s in samples if s.label == YES]
     no = [s for s in samples if s.label == NO]
     if not yes or not no:

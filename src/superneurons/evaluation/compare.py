@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from superneurons.constants import ANSWER_AGGREGATIONS, MAX_NEW_TOKENS
-from superneurons.errors import DataError
+from superneurons.errors import ConfigError, DataError
 from superneurons.evaluation.baselines import first_token_margins, generate_answers, parse_answers
 from superneurons.evaluation.mcq import QUESTION_KEY, mcq_accuracy_from_samples
 from superneurons.inference.aggregation import aggregate, agreement_rate, sn_votes
@@ -50,6 +50,10 @@ def evaluate(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Sample], ba
     """
     if not samples:
         raise DataError("evaluate() got no samples")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"evaluate: max_new_tokens={max_new_tokens!r}; generate at least one token")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"evaluate: batch_size={batch_size!r}; use a positive batch size")
     unlabelled = [s.id for s in samples if s.label is None]
     if unlabelled:
         raise DataError(f"sample(s) {unlabelled[:5]} have no label; evaluation needs yes/no labels "

@@ -8,6 +8,7 @@
 | hub.py | Hugging Face Hub I/O: a classifier's snapshot (one subfolder per classifier), its model card, the push |
 | cascade.py | SNs when sure, the same forward resumed to the model's answer when not |
 | answer.py | `predict`: the classifier, or the cascade when a margin is set |
+| predictions.py | `predict_to_file`: predictions appended as they are made, resumable, locked, split over torchrun ranks |
 """
 
 from superneurons.inference.aggregation import aggregate, agreement_rate, sn_margins, sn_votes
@@ -20,7 +21,8 @@ from superneurons.inference.classifier import (
     fit_classifier,
     write_predictions,
 )
+from superneurons.inference.predictions import PredictionRun, predict_to_file
 
 __all__ = ["CascadeOutput", "ClassifierOutput", "FitResult", "SuperNeuronClassifier", "aggregate",
-           "agreement_rate", "calibrate_cascade", "cascade_predict", "fit_classifier", "predict", "sn_margins",
-           "sn_votes", "write_predictions"]
+           "agreement_rate", "calibrate_cascade", "cascade_predict", "fit_classifier", "predict", "predict_to_file",
+           "PredictionRun", "sn_margins", "sn_votes", "write_predictions"]

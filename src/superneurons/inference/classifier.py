@@ -327,20 +327,29 @@ def fit_classifier(store: Any, select: SelectConfig | None = None, score: ScoreC
     return FitResult(classifier=clf, sweep=found.sweep, chosen=found.chosen, best_single=found.best_single)
 
 
-def write_predictions(path: str | Path, samples: Sequence[Sample], output: ClassifierOutput) -> Path:
-    """JSONL, one line per sample: id, answer ("yes"/"no"), prediction (1/0), score, label if known, and
+def prediction_rows(samples: Sequence[Sample], output: ClassifierOutput) -> list[dict[str, Any]]:
+    """One JSON-able row per sample: id, answer ("yes"/"no"), prediction (1/0), score, label if known, and
     for a cascade output which path answered ("sn" or "model")."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if len(samples) != output.preds.numel():
         raise DataError(f"{len(samples)} samples but {output.preds.numel()} predictions")
     paths = getattr(output, "paths", None)
+    rows = []
+    for i, (s, p, sc) in enumerate(zip(samples, output.preds.tolist(), output.scores.tolist(), strict=True)):
+        rec: dict[str, Any] = {"id": s.id, "answer": "yes" if p == 1 else "no", "prediction": int(p), "score": float(sc)}
+        if s.label is not None:
+            rec["label"] = s.label
+        if paths is not None:
+            rec["path"] = paths[i]
+        rows.append(rec)
+    return rows
+
+
+def write_predictions(path: str | Path, samples: Sequence[Sample], output: ClassifierOutput) -> Path:
+    """JSONL of `prediction_rows`, one line per sample (`superneurons.inference.predictions` writes the same
+    rows as it goes, resumably)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = prediction_rows(samples, output)
     with path.open("w", encoding="utf-8") as fh:
-        for i, (s, p, sc) in enumerate(zip(samples, output.preds.tolist(), output.scores.tolist(), strict=True)):
-            rec = {"id": s.id, "answer": "yes" if p == 1 else "no", "prediction": int(p), "score": float(sc)}
-            if s.label is not None:
-                rec["label"] = s.label
-            if paths is not None:
-                rec["path"] = paths[i]
-            fh.write(json_text(rec, None) + "\n")
+        fh.writelines(json_text(rec, None) + "\n" for rec in rows)
     return path
