@@ -40,7 +40,7 @@ def demo_command(
 
     from rich.console import Console
 
-    from superneurons.report.tables import bench_table, table1, table2, table5
+    from superneurons.cli.study import print_tables
     from superneurons.synth.demo import run_demo
 
     if threads is not None:
@@ -51,15 +51,10 @@ def demo_command(
                      n_val=n_val, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
                      experiments=experiments, cascade=cascade, bench=bench)
     results = json.loads(paths["json"].read_text(encoding="utf-8"))
-    console = Console()
-    if not console.is_terminal:  # a log or CI: do not squeeze the tables into 80 columns
-        console = Console(width=160)
-    for table in (table1(results), table2(results), table5(results, results.get("tab5_family"))):
-        console.print(table.to_rich())
-    if results.get("bench"):
-        console.print(bench_table(results["bench"]).to_rich())
-    console.print(f"[green]wrote[/] {paths['html']}, {paths['markdown']}, {paths['json']} "
-                  f"in {results['meta']['seconds'] / 60:.1f} min")
+    print_tables(results)
+    Console().print(f"[green]wrote[/] {paths['html']}, {paths['markdown']}, {paths['json']} "
+                    f"in {results['meta']['seconds'] / 60:.1f} min; edit {paths['study']} and rerun it with "
+                    f"`superneurons study {paths['study']} --out {paths['out']}`")
 
 
 def register(app: typer.Typer) -> None:

@@ -125,11 +125,19 @@ def _sizes(results: dict[str, Any], key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- Tab. 5
+def early_sets(fr: dict[str, Any]) -> list[dict[str, Any]]:
+    """A dataset's evaluated early-exit SN sets, by cap (results before `early_sets` hold one `early`)."""
+    sets = fr.get("early_sets")
+    if sets is None:
+        sets = [fr["early"]] if fr.get("early") else []
+    return [e for e in sets if e.get("val")]
+
+
 def table5(results: dict[str, Any], family: str | None = None) -> Table:
     """Paper Tab. 5: runtime on one family's validation set (default: presence, the POPE analogue).
 
     Rows: the model (greedy generation, 128 new tokens at most; and first-token logits), the SNs
-    of the chosen SNt (majority vote, mean) and the early-exit SN set (best SNt with L* <= the
+    of the chosen SNt (majority vote, mean) and each early-exit SN set (best SNt with L* <= its
     early-exit cap). Runtime is wall-clock seconds per sample over the whole validation set, same
     batch size for every row; the speed-up is relative to generation.
     """
@@ -167,8 +175,7 @@ def table5(results: dict[str, Any], family: str | None = None) -> Table:
                         pct(methods["model_first_token"]["accuracy"]), pct(methods["model_first_token"]["f1"]),
                         runtime(secs.get("model_first_token"))], baseline=True))
     sets = [("", fr["chosen"], val)]
-    if fr.get("early") and fr["early"].get("val"):
-        sets.append((f"L* <= {fr['early']['max_layer']}, ", fr["early"]["chosen"], fr["early"]["val"]))
+    sets += [(f"L* <= {e['max_layer']}, ", e["chosen"], e["val"]) for e in early_sets(fr)]
     for prefix, chosen, res in sets:
         for key, agg in (("sns_vote", "maj. vote"), ("sns_mean", "mean")):
             m = res["methods"][key]

@@ -1,0 +1,195 @@
+"""`superneurons study` end to end on a tiny LLaVA: two datasets in published layouts (CLEVR built by the
+study's `prepare`, VizWiz prepared beforehand), the report, a kill mid-way and the resume, a third dataset.
+
+Model work is counted two ways: forwards of decoder layer 0 (every model path runs it) and the ids of
+the samples handed to `vlm.prepare` (so a rerun can be shown to touch no finished dataset's samples).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from superneurons.data.registry import prepare_dataset
+from superneurons.study import load_study, run_study, study_toml
+from superneurons.study.steps import StepCache
+
+N = 12  # questions per split and dataset
+FIGURES = ("fig3a_alpha", "fig3b_sns_per_layer", "appfig1_sn_locations", "appfig2_overlap", "fig4_agreement",
+           "fig5_probe_size", "runtime", "cascade_sweep")
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+def _picture(path: Path, yes: bool, rng: random.Random) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = (220, 40, 40) if yes else (40, 40, 220)
+    im = Image.new("RGB", (24, 24), base)
+    px = im.load()
+    for _ in range(40):
+        px[rng.randrange(24), rng.randrange(24)] = tuple(min(255, max(0, c + rng.randint(-60, 60))) for c in base)
+    im.save(path)
+
+
+def clevr_layout(root: Path) -> Path:
+    """CLEVR_v1.0: questions/CLEVR_{split}_questions.json + images/{split}/ (yes = red image)."""
+    rng = random.Random(1)
+    for split in ("train", "val"):
+        qs = []
+        for i in range(N):
+            name = f"CLEVR_{split}_{i:06d}.png"
+            _picture(root / "images" / split / name, i % 2 == 0, rng)
+            qs.append({"image_index": i, "question_index": i, "image_filename": name, "split": split,
+                       "question_family_index": 1, "question": f"Is there a red thing number {i % 3}?",
+                       "answer": "yes" if i % 2 == 0 else "no"})
+        write_json(root / "questions" / f"CLEVR_{split}_questions.json", {"info": {"split": split}, "questions": qs})
+    return root
+
+
+def vizwiz_layout(root: Path) -> Path:
+    """VizWiz: Annotations/{split}.json (10 answers each) + {split}/VizWiz_{split}_*.jpg."""
+    rng = random.Random(2)
+    for split in ("train", "val"):
+        recs = []
+        for i in range(N):
+            name = f"VizWiz_{split}_{i:08d}.png"
+            _picture(root / split / name, i % 2 == 1, rng)
+            answer = "yes" if i % 2 == 1 else "no"
+            recs.append({"image": name, "question": f"Is this light on {'now' * (i % 2)}?", "answer_type": "yes/no",
+                         "answerable": 1, "answers": [{"answer": answer, "answer_confidence": "yes"}] * 10})
+        write_json(root / "Annotations" / f"{split}.json", recs)
+    return root
+
+
+class Counter:
+    """Forwards of decoder layer 0 and ids of the samples prepared for the model."""
+
+    def __init__(self, vlm, monkeypatch) -> None:
+        self.forwards = 0
+        self.ids: set[str] = set()
+        layer0 = vlm.language_model.layers[0]
+        self.handle = layer0.register_forward_pre_hook(lambda *a: self._tick())
+        prepare = vlm.prepare
+
+        def counted(samples, *args, **kwargs):
+            self.ids.update(s.id for s in samples)
+            return prepare(samples, *args, **kwargs)
+
+        monkeypatch.setattr(vlm, "prepare", counted)
+
+    def _tick(self) -> None:
+        self.forwards += 1
+
+    def reset(self) -> None:
+        self.forwards, self.ids = 0, set()
+
+
+def _study(tmp: Path, third: Path | None = None) -> Path:
+    clevr_layout(tmp / "data" / "CLEVR_v1.0")
+    viz = vizwiz_layout(tmp / "data" / "vizwiz")
+    for split, stem in (("train", "probe"), ("val", "val")):
+        prepare_dataset("vizwiz", viz, split, tmp / "runs" / "vizwiz" / f"{stem}.jsonl")
+    datasets = [{"name": "clevr", "prepare": {"dataset": "clevr", "root": "data/CLEVR_v1.0", "n": 10,
+                                              "balanced": True}},
+                {"name": "vizwiz", "probe": "runs/vizwiz/probe.jsonl", "val": "runs/vizwiz/val.jsonl"}]
+    if third is not None:
+        datasets.append({"name": "colors", "probe": str(third), "val": str(third)})
+    options = {"early_max_layer": [1, 2], "bench_dataset": "vizwiz", "batch_size": 4, "max_new_tokens": 4, "bench_batch_size": 4,
+               "bench_repeats": 1, "bench_warmup": 0, "bench_exit_layers": [1], "cascade_margins": [0.0, 0.25, 0.5],
+               "experiments": {"overlap": {}, "probe-size": {"sizes": [4, 8]}}}
+    path = tmp / "study.toml"
+    path.write_text(study_toml("MODEL", datasets, options, title="tiny study"), encoding="utf-8")
+    return path
+
+
+def _spec(path: Path, model_dir: Path):
+    spec = load_study(path)
+    spec.model = str(model_dir)
+    return spec
+
+
+@pytest.mark.slow
+def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir, tmp_path, monkeypatch,
+                                                      make_dataset):
+    study = _study(tmp_path)
+    out = tmp_path / "out"
+    count = Counter(tiny_llava, monkeypatch)
+    try:
+        # 1. killed while evaluating the second dataset
+        real_run = StepCache.run
+
+        def killing(self, name, key, fn):
+            if name == "vizwiz/evaluate":
+                raise KeyboardInterrupt("killed")
+            return real_run(self, name, key, fn)
+
+        monkeypatch.setattr(StepCache, "run", killing)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)
+        assert count.forwards > 0 and not (out / "results.json").exists()
+        killed_forwards = count.forwards
+        monkeypatch.setattr(StepCache, "run", real_run)
+
+        # 2. the rerun finishes without redoing a finished step
+        count.reset()
+        paths = run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)
+        results = json.loads(paths["json"].read_text(encoding="utf-8"))
+        assert set(results["steps"]["reused"]) == {"clevr/probe", "clevr/select", "clevr/evaluate", "vizwiz/probe",
+                                                   "vizwiz/select"}
+        assert "vizwiz/evaluate" in results["steps"]["ran"] and "clevr/probe" not in results["steps"]["ran"]
+        assert not any(i.startswith("clevr-train") for i in count.ids)  # clevr's probing set: captured once
+        resumed_forwards = count.forwards
+
+        # ... and did exactly the model work a study run in one go does
+        count.reset()
+        run_study(_spec(study, tiny_llava_dir), tmp_path / "one_go", vlm=tiny_llava, progress=False)
+        assert count.forwards == killed_forwards + resumed_forwards
+
+        # 3. the report: every table and figure, in results.json and report.html
+        assert results["families"] == ["clevr", "vizwiz"]
+        assert set(results["tables"]) == {"tab1", "tab2", "tab5", "bench"}
+        assert (out / "data" / "clevr" / "probe.jsonl").is_file()  # built by the study's prepare
+        assert results["family"]["clevr"]["n_probe"] == 10 and results["family"]["vizwiz"]["n_probe"] == N
+        for name in ("clevr", "vizwiz"):
+            fr = results["family"][name]
+            assert {"sns_mean", "sns_vote", "model_generation", "model_first_token"} <= set(fr["val"]["methods"])
+            assert "sns_vs_model_generation" in fr["val"]["agreement"]
+            assert all(e["val"]["classifier"]["exit_layer"] <= e["max_layer"] for e in fr["early_sets"])
+        assert set(results["experiments"]["results"]) == {"overlap", "probe-size"}
+        html = (out / "report.html").read_text(encoding="utf-8")
+        assert "<script" not in html and not re.search(r'(src|href)="(?!data:|#)', html.split("</style>", 1)[1])
+        for anchor in ("tab1", "tab2", "tab5", "bench", *(f"fig-{f}" for f in FIGURES)):
+            assert f'id="{anchor}"' in html, anchor
+        md = (out / "report.md").read_text(encoding="utf-8")
+        assert all((out / p).is_file() for p in re.findall(r"\]\((figures/[^)]+\.png)\)", md))
+        assert "tiny study" in md and "Tab. 5: runtime on vizwiz" in md
+
+        # 4. a repeated study does no model work at all
+        count.reset()
+        again = json.loads(run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)["json"]
+                           .read_text(encoding="utf-8"))
+        assert count.forwards == 0 and again["steps"]["ran"] == []
+        assert again["tables"]["tab2"] == results["tables"]["tab2"]
+
+        # 5. a third dataset: only its samples meet the model; the cross-dataset tables take it in
+        third = make_dataset(tmp_path / "colors", 8, name="colors.jsonl")
+        study3 = _study(tmp_path, third=third)
+        count.reset()
+        r3 = json.loads(run_study(_spec(study3, tiny_llava_dir), out, vlm=tiny_llava, progress=False)["json"]
+                        .read_text(encoding="utf-8"))
+        assert count.forwards > 0 and count.ids and all(i.startswith("s") for i in count.ids)  # colors' ids
+        assert {s for s in r3["steps"]["ran"] if not s.startswith("experiments/")} == \
+            {"colors/probe", "colors/select", "colors/evaluate"}
+        assert r3["families"] == ["clevr", "vizwiz", "colors"]
+        assert r3["tables"]["tab1"]["columns"][2:] == ["Clevr", "Vizwiz", "Colors"]
+    finally:
+        count.handle.remove()
