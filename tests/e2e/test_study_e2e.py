@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from superneurons.data.registry import prepare_dataset
-from superneurons.study import load_study, run_study, study_toml
+from superneurons.study import run_study, study_toml
 from superneurons.study.steps import StepCache
 
 N = 12  # questions per split and dataset
@@ -93,7 +93,7 @@ class Counter:
         self.forwards, self.ids = 0, set()
 
 
-def _study(tmp: Path, third: Path | None = None) -> Path:
+def _study(tmp: Path, model: Path, third: Path | None = None) -> Path:
     clevr_layout(tmp / "data" / "CLEVR_v1.0")
     viz = vizwiz_layout(tmp / "data" / "vizwiz")
     for split, stem in (("train", "probe"), ("val", "val")):
@@ -107,20 +107,14 @@ def _study(tmp: Path, third: Path | None = None) -> Path:
                "bench_repeats": 1, "bench_warmup": 0, "bench_exit_layers": [1], "cascade_margins": [0.0, 0.25, 0.5],
                "experiments": {"overlap": {}, "probe-size": {"sizes": [4, 8]}}}
     path = tmp / "study.toml"
-    path.write_text(study_toml("MODEL", datasets, options, title="tiny study"), encoding="utf-8")
+    path.write_text(study_toml(str(model), datasets, options, title="tiny study"), encoding="utf-8")
     return path
-
-
-def _spec(path: Path, model_dir: Path):
-    spec = load_study(path)
-    spec.model = str(model_dir)
-    return spec
 
 
 @pytest.mark.slow
 def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir, tmp_path, monkeypatch,
                                                       make_dataset):
-    study = _study(tmp_path)
+    study = _study(tmp_path, tiny_llava_dir)
     out = tmp_path / "out"
     count = Counter(tiny_llava, monkeypatch)
     try:
@@ -134,14 +128,14 @@ def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir
 
         monkeypatch.setattr(StepCache, "run", killing)
         with pytest.raises(KeyboardInterrupt):
-            run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)
+            run_study(study, out, vlm=tiny_llava, progress=False)
         assert count.forwards > 0 and not (out / "results.json").exists()
         killed_forwards = count.forwards
         monkeypatch.setattr(StepCache, "run", real_run)
 
         # 2. the rerun finishes without redoing a finished step
         count.reset()
-        paths = run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)
+        paths = run_study(study, out, vlm=tiny_llava, progress=False)
         results = json.loads(paths["json"].read_text(encoding="utf-8"))
         assert set(results["steps"]["reused"]) == {"clevr/probe", "clevr/select", "clevr/evaluate", "vizwiz/probe",
                                                    "vizwiz/select"}
@@ -151,7 +145,7 @@ def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir
 
         # ... and did exactly the model work a study run in one go does
         count.reset()
-        run_study(_spec(study, tiny_llava_dir), tmp_path / "one_go", vlm=tiny_llava, progress=False)
+        run_study(study, tmp_path / "one_go", vlm=tiny_llava, progress=False)
         assert count.forwards == killed_forwards + resumed_forwards
 
         # 3. the report: every table and figure, in results.json and report.html
@@ -173,18 +167,26 @@ def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir
         assert all((out / p).is_file() for p in re.findall(r"\]\((figures/[^)]+\.png)\)", md))
         assert "tiny study" in md and "Tab. 5: runtime on vizwiz" in md
 
-        # 4. a repeated study does no model work at all
-        count.reset()
-        again = json.loads(run_study(_spec(study, tiny_llava_dir), out, vlm=tiny_llava, progress=False)["json"]
-                           .read_text(encoding="utf-8"))
-        assert count.forwards == 0 and again["steps"]["ran"] == []
-        assert again["tables"]["tab2"] == results["tables"]["tab2"]
+        # 4. the command: a repeated study reuses every step; `report` rebuilds the report without the model
+        from typer.testing import CliRunner
+
+        from superneurons.cli.app import _register_all, app
+
+        _register_all()
+        res = CliRunner().invoke(app, ["study", str(study), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "(0 steps run, 10 reused)" in " ".join(res.output.split()) and "Tab. 2: SNs on the validation set" in res.output
+        again = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        assert again["tables"]["tab2"] == results["tables"]["tab2"] and again["steps"]["ran"] == []
+        (out / "report.html").unlink()
+        res = CliRunner().invoke(app, ["report", str(out)])
+        assert res.exit_code == 0 and (out / "report.html").read_text(encoding="utf-8").count("data:image/png") >= 8
 
         # 5. a third dataset: only its samples meet the model; the cross-dataset tables take it in
         third = make_dataset(tmp_path / "colors", 8, name="colors.jsonl")
-        study3 = _study(tmp_path, third=third)
+        study3 = _study(tmp_path, tiny_llava_dir, third=third)
         count.reset()
-        r3 = json.loads(run_study(_spec(study3, tiny_llava_dir), out, vlm=tiny_llava, progress=False)["json"]
+        r3 = json.loads(run_study(study3, out, vlm=tiny_llava, progress=False)["json"]
                         .read_text(encoding="utf-8"))
         assert count.forwards > 0 and count.ids and all(i.startswith("s") for i in count.ids)  # colors' ids
         assert {s for s in r3["steps"]["ran"] if not s.startswith("experiments/")} == \
