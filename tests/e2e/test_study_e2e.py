@@ -195,3 +195,30 @@ def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir
         assert r3["tables"]["tab1"]["columns"][2:] == ["Clevr", "Vizwiz", "Colors"]
     finally:
         count.handle.remove()
+
+
+@pytest.mark.slow
+def test_study_under_torchrun_without_generation_then_resumed_in_one_process(tiny_llava, tiny_llava_dir, tmp_path,
+                                                                           make_dataset):
+    import os
+    import subprocess
+    import sys
+
+    data = make_dataset(tmp_path / "colors", 9, name="colors.jsonl")  # odd: the ranks capture 5 and 4
+    study = tmp_path / "study.toml"
+    study.write_text(study_toml(str(tiny_llava_dir), [{"name": "colors", "probe": str(data), "val": str(data)}],
+                                {"generate": False, "bench": False, "cascade": False, "experiments": [],
+                                 "batch_size": 4, "early_max_layer": 1}), encoding="utf-8")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TRANSFORMERS_VERBOSITY="error")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "superneurons",
+           "study", str(study), "--out", str(out), "--device", "cpu"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    fr = results["family"]["colors"]
+    assert fr["model_reference"] == "first-token logits" and "model_generation" not in fr["val"]["methods"]
+    assert fr["probe"]["n"] == 9 and "Tab. 2" in (out / "report.md").read_text(encoding="utf-8")
+    again = json.loads(run_study(study, out, vlm=tiny_llava, progress=False)["json"].read_text(encoding="utf-8"))
+    assert again["steps"]["ran"] == [] and again["tables"]["tab2"] == results["tables"]["tab2"]

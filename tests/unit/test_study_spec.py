@@ -109,3 +109,45 @@ def test_step_cache_runs_once_per_key_and_keeps_a_journal(tmp_path):
     assert len(calls) == 2
     lines = (tmp_path / "journal.jsonl").read_text(encoding="utf-8").splitlines()
     assert [('"cached": true' in ln) for ln in lines] == [False, True, False]
+
+
+def test_dataset_samples_prepare_once_and_limit(tmp_path, monkeypatch):
+    import json
+
+    import superneurons.data.registry as registry
+    from superneurons.errors import DataError
+    from superneurons.study.data import dataset_samples
+
+    root = tmp_path / "CLEVR_v1.0"
+    for split in ("train", "val"):
+        qs = [{"image_filename": f"CLEVR_{split}_{i:06d}.png", "question": f"Any cube {i}?",
+               "answer": "yes" if i % 2 else "no", "question_index": i} for i in range(6)]
+        (root / "questions").mkdir(parents=True, exist_ok=True)
+        (root / "questions" / f"CLEVR_{split}_questions.json").write_text(json.dumps({"questions": qs}))
+        (root / "images" / split).mkdir(parents=True)
+        for q in qs:
+            (root / "images" / split / q["image_filename"]).write_bytes(b"")
+    spec = parse_study({"model": "m", "datasets": [{"name": "c", "prepare": {"dataset": "clevr", "root": "CLEVR_v1.0",
+                                                                              "n": 4, "balanced": True}}]}, tmp_path)
+    calls = []
+    real = registry.prepare_dataset
+    monkeypatch.setattr(registry, "prepare_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    probe, val = dataset_samples(spec.datasets[0], tmp_path / "out")
+    assert len(probe) == 4 and len(val) == 6 and len(calls) == 2
+    assert (tmp_path / "out" / "data" / "c" / "probe.jsonl").is_file()
+    probe, val = dataset_samples(spec.datasets[0], tmp_path / "out", limit=2)
+    assert len(calls) == 2 and len(probe) == 2 and len(val) == 2  # prepared files reused
+    with pytest.raises(DataError, match="lacks yes or no"):
+        dataset_samples(parse_study({"model": "m", "datasets": [{"name": "c", "prepare": {
+                "dataset": "clevr", "root": "CLEVR_v1.0", "val_n": 1}}]}, tmp_path).datasets[0], tmp_path / "o2")
+
+
+def test_a_local_models_training_record_is_kept(tmp_path):
+    from superneurons.report.disclosure import training_disclosure
+    from superneurons.study.run import TRAINING_FILE, _training
+
+    assert _training(str(tmp_path)) is None and _training("org/hub-id") is None
+    (tmp_path / TRAINING_FILE).write_text('{"disclosure": "Trained on the train split.", "steps": 10}')
+    record = _training(str(tmp_path))
+    assert record == {"disclosure": "Trained on the train split.", "steps": 10}
+    assert training_disclosure(record) == "Trained on the train split." and training_disclosure(None) is None

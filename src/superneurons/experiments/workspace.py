@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from superneurons.activations.probing import probe
-from superneurons.constants import ANSWER_AGGREGATIONS, Aggregation, Metric, Token
+from superneurons.constants import ANSWER_AGGREGATIONS, MANIFEST_NAME, Aggregation, Metric, Token
 from superneurons.errors import DataError
 from superneurons.evaluation.baselines import generate_answers, parse_answers
 from superneurons.experiments._common import ExperimentOptions, labels_of, metric_row
@@ -161,6 +161,14 @@ class Workspace:
         token = token or self.options.token
         key = samples_key(samples, *self.model_key(), token, self.options.max_new_tokens, self.options.store_dtype)
         out = self.cache_dir / STORE_DIR.format(token=token, key=key)
+        if (out / MANIFEST_NAME).is_file():  # finished before (by this process or every rank of a launcher)
+            from superneurons.activations.store import ActivationStore
+            from superneurons.errors import StoreError
+
+            try:
+                return ActivationStore(out)
+            except StoreError:  # unfinished: resume it below
+                pass
         return probe(self.vlm, list(samples), out, token=token, dtype=self.options.store_dtype,
                      batch_size=self.options.batch_size, progress=self.options.progress,
                      max_new_tokens=self.options.max_new_tokens, require_labels=False, rank_split=self.rank_split)

@@ -70,11 +70,24 @@ def run_study(study: StudySpec | str | Path, out_dir: str | Path, *, vlm: VLM | 
     o = spec.options
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if spec.source is not None and spec.source.resolve() != (out / "study.toml").resolve():
-        (out / "study.toml").write_text(spec.source.read_text(encoding="utf-8"), encoding="utf-8")
     t_start = time.perf_counter()
     info = dist.init_distributed()
-    runs = {d.name: DatasetRun(d.name, *dataset_samples(d, out, limit)) for d in spec.datasets}
+    runs: dict[str, DatasetRun] = {}
+    failed = None
+    if info.is_main:  # rank 0 writes DIR (the study file's copy, prepared data) before the others read it
+        if spec.source is not None and spec.source.resolve() != (out / "study.toml").resolve():
+            (out / "study.toml").write_text(spec.source.read_text(encoding="utf-8"), encoding="utf-8")
+        try:
+            runs = {d.name: DatasetRun(d.name, *dataset_samples(d, out, limit)) for d in spec.datasets}
+        except Exception as exc:
+            failed = exc
+    if info.distributed and dist.all_gather(None if failed is None else str(failed), info)[0] is not None \
+            and not info.is_main:
+        return {}  # rank 0 raises the reason
+    if failed is not None:
+        raise failed
+    if not info.is_main:
+        runs = {d.name: DatasetRun(d.name, *dataset_samples(d, out, limit)) for d in spec.datasets}
     bench_name = o.bench_dataset or spec.datasets[0].name
     n_steps = 1 + 3 * len(runs) + 1 + o.cascade + o.bench + 1
     with Steps(n_steps, progress and info.is_main, label) as steps:
