@@ -4,8 +4,10 @@
         [--experiments all|core|none] [--no-cascade] [--no-bench] [--batch-size B] [--max-new-tokens 128]
         [--device auto] [--threads T]
 
-Writes DIR/report.html (self-contained), DIR/report.md, DIR/results.json and DIR/figures/, and
-prints Tab. 1, Tab. 2, Tab. 5 and the runtime comparison.
+The demo is a study: it writes the synthetic benchmark and DIR/study.toml, then runs
+`superneurons study` on it (edit the file and rerun `superneurons study DIR/study.toml --out DIR`;
+finished steps are reused). Writes DIR/report.html (self-contained), DIR/report.md,
+DIR/results.json and DIR/figures/, and prints Tab. 1, Tab. 2, Tab. 5 and the runtime comparison.
 """
 
 from __future__ import annotations
