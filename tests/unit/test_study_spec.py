@@ -76,6 +76,9 @@ def test_bad_datasets_name_the_table(tmp_path):
         ([{"name": "a", "prepare": {"dataset": "clevr", "root": "nowhere"}}], r"root 'nowhere' is not a folder"),
         ([{"name": "a", "prepare": {"dataset": "clevr", "root": ".", "n": 0}}], r"n = 0: use a positive integer"),
         ([{**ok, "val": {"dataset": "clevr", "root": "."}}], r"#1.val: missing key 'split'"),
+        ([{**ok, "val": {"dataset": "vizwiz", "root": ".", "split": "val", "variant": "random"}}],
+         r"#1.val: variant do\(es\) not apply to vizwiz; drop it"),
+        ([{**ok, "val": {"dataset": "pope", "root": ".", "split": "train"}}], r"split \['train'\]: pope has splits val"),
     ]
     for datasets, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -182,11 +182,18 @@ def _source(value: Any, base: Path, where: str, split_keys: set[str]) -> dict[st
         if key not in value:
             raise _fail(where, f"missing key {key!r} (the dataset name and the folder it was downloaded to)")
     try:
-        get_dataset(str(value["dataset"]))
-    except ConfigError:
-        raise
+        ds = get_dataset(str(value["dataset"]))
     except Exception as exc:
         raise _fail(where, str(exc)) from None
+    takes = {"images": "image_root", "variant": "variant", "annotations": "annotations", "image_dir": "image_dir"}
+    bad = [k for k, opt in takes.items() if k in value and opt not in ds.options]
+    if bad:
+        raise _fail(where, f"{', '.join(bad)} do(es) not apply to {ds.name}; drop it")
+    splits = [value[k] for k in ("split", "probe_split", "val_split") if k in value]
+    if any(sp not in ds.splits for sp in splits):
+        raise _fail(where, f"split {splits!r}: {ds.name} has splits {', '.join(ds.splits)}")
+    if ds.variants and "variant" in value and value["variant"] not in ds.variants:
+        raise _fail(where, f"variant = {value['variant']!r}: use one of {', '.join(ds.variants)}")
     out = dict(value)
     for key in _PATH_KEYS:
         if key in out:
