@@ -152,6 +152,9 @@ def test_study_report_kill_resume_and_a_third_dataset(tiny_llava, tiny_llava_dir
         assert results["families"] == ["clevr", "vizwiz"]
         assert set(results["tables"]) == {"tab1", "tab2", "tab5", "bench"}
         assert (out / "data" / "clevr" / "probe.jsonl").is_file()  # built by the study's prepare
+        assert results["datasets"]["clevr"]["probe"].startswith("datasets prepare clevr --root ")
+        assert results["datasets"]["clevr"]["probe"].endswith("--split train --n 10 --balanced")
+        assert results["datasets"]["vizwiz"]["val"] == str(tmp_path / "runs" / "vizwiz" / "val.jsonl")
         assert results["family"]["clevr"]["n_probe"] == 10 and results["family"]["vizwiz"]["n_probe"] == N
         for name in ("clevr", "vizwiz"):
             fr = results["family"][name]

@@ -106,7 +106,14 @@ def build_document(results: dict[str, Any], out_dir: str | Path | None = None) -
         f"Model: {meta['model']} ({meta['num_layers']} decoder layers, hidden {meta['hidden_size']}); {where}; "
         f"superneurons {meta.get('library_version', '?')}.")
     doc.sections.append(Section("Summary", [Bullets(summary_bullets(results))]))
-    doc.sections.append(Section("Setup", setup_lines(results)))
+    setup: list[Any] = list(setup_lines(results))
+    if results.get("datasets"):
+        fr = results["family"]
+        setup.append(SimpleTable("Datasets", ["dataset", "probing samples", "validation samples", "probing set",
+                                              "validation set"],
+                                 [[f, str(fr[f]["n_probe"]), str(fr[f]["n_val"]), src["probe"], src["val"]]
+                                  for f, src in results["datasets"].items() if f in fr]))
+    doc.sections.append(Section("Setup", setup))
     doc.sections.append(Section("Tab. 1: best single SN (probing set)", [table1(results)]))
     doc.sections.append(Section("Tab. 2: SNs on validation", [table2(results)]))
     t5 = [table5(results, results.get("tab5_family"))]

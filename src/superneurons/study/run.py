@@ -46,6 +46,18 @@ def _training(model: str) -> dict[str, Any] | None:
     return read_json(p, DataError, "fix or remove the file")
 
 
+def _source(src: Any, out: Path) -> str:
+    """Where a set came from, in words: its file (relative to DIR when inside), or the prepare command."""
+    from superneurons.study.per_dataset import relative
+
+    if src.file is not None:
+        return str(relative(str(src.file), out))
+    a = dict(src.prepare)
+    flags = " ".join(f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
+                     for k, v in a.items() if k not in ("dataset", "root", "split") and v is not False)
+    return f"datasets prepare {a['dataset']} --root {a['root']} --split {a['split']} {flags}".strip()
+
+
 def run_study(study: StudySpec | str | Path, out_dir: str | Path, *, vlm: VLM | None = None, device: str = "auto",
               model_dtype: str = "auto", limit: int | None = None, progress: bool = True,
               meta: dict[str, Any] | None = None, label: str = "study") -> dict[str, Path]:
@@ -118,6 +130,7 @@ def run_study(study: StudySpec | str | Path, out_dir: str | Path, *, vlm: VLM | 
                      "study_file": str(spec.source) if spec.source else None, **(meta or {})},
             "families": list(runs), "family": {}, "classifiers": {}, "figures": {}, "tab5_family": bench_name,
             "model_training": _training(spec.model),
+            "datasets": {d.name: {"probe": _source(d.probe, out), "val": _source(d.val, out)} for d in spec.datasets},
         }
         for i, r in enumerate(runs.values(), 1):
             run_dataset(r, ws, cache, o, out, steps, f"[{i}/{len(runs)}] {r.name}")
