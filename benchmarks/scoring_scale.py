@@ -60,24 +60,28 @@ def balanced_labels(n: int, seed: int = 0) -> torch.Tensor:
 
 def write_store(directory: Path, acts: torch.Tensor, y: torch.Tensor, shard_size: int = 256) -> None:
     """A complete store of `acts` with labels `y`, shard by shard."""
+    import hashlib
+
+    from superneurons.activations.identity import DIGEST_CHARS, identity_digest
     from superneurons.activations.store import FORMAT_VERSION, write_shard
     from superneurons.constants import MANIFEST_NAME, SHARD_PATTERN
 
     directory.mkdir(parents=True, exist_ok=True)
     n, n_layers, d = acts.shape
+    digests = [hashlib.sha256(f"r{i}".encode()).hexdigest()[:DIGEST_CHARS] for i in range(n)]  # stand-in samples
     shards = []
     for i, start in enumerate(range(0, n, shard_size)):
         stop = min(start + shard_size, n)
-        name = SHARD_PATTERN.format(i)
-        write_shard(directory / name, acts[start:stop], start, stop)
-        shards.append({"file": name, "start": start, "stop": stop})
+        shards.append(write_shard(directory / SHARD_PATTERN.format(i), acts[start:stop], start, stop,
+                                  identity_digest(digests[start:stop])))
     manifest = {
         "format_version": FORMAT_VERSION, "model": "random", "family": "none",
         "fingerprint": {"architecture": "Random", "config_hash": "0" * 64, "num_layers": n_layers, "hidden_size": d},
         "prompt_template": "{question}", "token": "first", "max_new_tokens": None,
         "layers": list(range(n_layers)), "exit_layer": n_layers - 1, "hidden_size": d, "dtype": "float16",
         "shard_size": shard_size, "num_samples": n, "ids": [f"r{i}" for i in range(n)],
-        "labels": ["yes" if v else "no" for v in y.tolist()], "skipped": [], "shards": shards, "complete": True,
+        "labels": ["yes" if v else "no" for v in y.tolist()], "sample_digests": digests, "skipped": [],
+        "shards": shards, "complete": True,
     }
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
 

@@ -8,8 +8,10 @@ same command to continue). Progress goes to <work>/train.log.
 Recipe (see the model card for numbers):
 - Stage 0: the CLIP-style vision tower alone, dense per-patch labels through a temporary linear head
   (not saved): which (colour, shape) classes a patch shows, the colour / shape / same-shape count of
-  the patch's main object, and for that object its relation to every other (colour, shape) class in
-  the scene (left of, in front of, drawn over). This plays the role of CLIP pretraining.
+  the patch's main object, for that object its relation to every other (colour, shape) class in the
+  scene (left of, in front of, drawn over), and a dense occlusion label local to the patch: the class
+  of the object its top object covers there (or none) and whether its main object is covered there.
+  This plays the role of CLIP pretraining.
 - Alignment: the projector alone is fitted so that each image token approximates
   embedding(colour word) + embedding(shape word) of its patch's main object (LLaVA's feature-alignment
   stage in spirit), and the same loss stays on during stage 1. Image tokens then share directions with
@@ -17,14 +19,13 @@ Recipe (see the model card for numbers):
   problem (a long plateau at chance) into one with a first-order gradient.
 - Stage 1: the whole LLaVA (vision tower frozen) on the train split's question families plus open
   questions ("what color is the circle ?", "describe the scene ."), question tokens BEFORE the image
-  tokens, loss on the answer and end-of-sequence. Training-only linear heads (not saved): every image
-  token after decoder layer 1 predicts what the question asks about (colour and shape of its first
-  and second object); after decoder layer `--aux-layer`, every image token predicts whether its patch
-  shows the object asked about and the answer there, and the answer position predicts the question's
-  slots and the yes/no answer. The last head plants answer information in layer `--aux-layer`: the
-  model card says so, since early-layer Super Neurons are what the demo reports.
+  tokens, loss on the answer and end-of-sequence. Training-only linear heads (not saved), on image
+  tokens only: after decoder layer 1 every image token predicts what the question asks about (colour
+  and shape of its first and second object); after decoder layer `--aux-layer`, whether its patch
+  shows the object asked about (with `--patch-answer 1` also the answer there). Nothing reads the
+  answer position except the LM loss: no loss asks it for the answer before the last layer.
   Curriculum: single-attribute yes/no, presence, attribute and open questions with at most 3
-  objects first, then all families.
+  objects first, then all families. `training.json` in the saved folder declares every loss.
 - Evaluation: greedy `generate()` after reloading the saved folder with `from_pretrained`, on
   held-out (val split) scenes, per family.
 """
@@ -267,6 +268,7 @@ def dense_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.T
     main = obj_counts.argmax(-1)  # draw order of the main object
     has = obj_counts.max(-1).values >= MIN_PX
     out = {"present": torch.zeros(B, N_PATCH, N_JOINT), **main_object_labels(scenes, counts),
+           **occlusion_labels(scenes, counts),
            "count": torch.zeros(B, N_PATCH, dtype=torch.long),
            "rel": torch.zeros(B, N_PATCH, 3, N_JOINT), "rel_mask": torch.zeros(B, N_PATCH, 3, N_JOINT)}
     for b, s in enumerate(scenes):
@@ -312,14 +314,62 @@ def main_object_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, t
     return {"color": torch.where(has, col.gather(1, main), 0), "shape": torch.where(has, shp.gather(1, main), 0)}
 
 
+def full_masks(scenes: list[Scene]) -> torch.Tensor:
+    """[B, 5, H, W] bool: each object's whole silhouette (also where a later-drawn object covers it)."""
+    from PIL import Image, ImageDraw
+
+    from superneurons.synth.scenes import _draw_shape
+
+    out = np.zeros((len(scenes), 5, CANVAS, CANVAS), dtype=bool)
+    for b, s in enumerate(scenes):
+        for o in s.objects:
+            m = Image.new("L", (CANVAS, CANVAS), 0)
+            _draw_shape(ImageDraw.Draw(m), o.shape, o.bbox, 1)
+            out[b, o.order] = np.asarray(m, dtype=bool)
+    return torch.from_numpy(out)
+
+
+def occlusion_labels(scenes: list[Scene], counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Dense per-patch "drawn over" labels, local enough for a patch to learn them.
+
+    top [B, P]: 1 + the (colour, shape) class of the patch's top object (0 = background).
+    under [B, P]: 1 + the (colour, shape) class of the object the patch's top object covers in this
+    patch (the one with the most covered pixels there, >= MIN_PX), 0 = covers nothing here; the top
+    object is the latest-drawn one with >= MIN_PX visible pixels in the patch.
+    covered [B, P]: whether the patch's main object (most visible pixels) is partly covered there."""
+    B = len(scenes)
+    idx = np.stack([np.asarray(s.index_map(), dtype=np.int64) for s in scenes])  # [B, H, W]
+    full = full_masks(scenes).numpy()  # [B, 5, H, W]
+    b, k, y, x = np.nonzero(full)
+    patch = (y // PATCH) * GRID + x // PATCH
+    key = ((b * N_PATCH + patch) * 5 + k) * 6 + idx[b, y, x]
+    cov = torch.from_numpy(np.bincount(key, minlength=B * N_PATCH * 30).reshape(B, N_PATCH, 5, 6)[..., 1:])
+    cov = cov.float().masked_fill(torch.eye(5, dtype=torch.bool), 0.0)  # pixels of k's silhouette showing j, per patch
+    obj = counts[:, :, 1:]
+    main, has = obj.argmax(-1), obj.max(-1).values >= MIN_PX  # [B, P]
+    vis = obj >= MIN_PX
+    top = (vis * torch.arange(1, 6)).argmax(-1)  # the latest-drawn object visible in the patch
+    under_px = cov.gather(3, top.view(B, N_PATCH, 1, 1).expand(-1, -1, 5, 1)).squeeze(-1)  # [B, P, k]
+    jt = torch.zeros(B, 5, dtype=torch.long)
+    for b, s in enumerate(scenes):
+        for o in s.objects:
+            jt[b, o.order] = joint(o) + 1
+    best = under_px.max(-1)
+    under = torch.where(has & (best.values >= MIN_PX), jt.gather(1, best.indices), 0)
+    top_cls = torch.where(has, jt.gather(1, top), 0)
+    hidden = cov.sum(-1).gather(2, main.unsqueeze(-1)).squeeze(-1)  # covered pixels of the main object
+    return {"top": top_cls, "under": under, "covered": (hidden >= MIN_PX).float(), "obj_mask": has.float()}
+
+
 def _bbox_near(a, c) -> bool:
     return a.bbox[0] < c.bbox[2] and c.bbox[0] < a.bbox[2] and a.bbox[1] < c.bbox[3] and c.bbox[1] < a.bbox[3]
 
 
-HEAD_SIZES = {"present": N_JOINT, "color": 5, "shape": 4, "count": 5, "rel": 3 * N_JOINT}
+HEAD_SIZES = {"present": N_JOINT, "color": 5, "shape": 4, "count": 5, "rel": 3 * N_JOINT,
+              "top": N_JOINT + 1, "under": N_JOINT + 1, "covered": 1}
 
 
-def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch.Tensor]):
+def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch.Tensor], occ_weight: float = 1.0):
     out = head(feats)  # [B, P, sum]
     parts = torch.split(out, list(HEAD_SIZES.values()), dim=-1)
     p = dict(zip(HEAD_SIZES, parts, strict=True))
@@ -329,6 +379,12 @@ def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch
     rel_logits = p["rel"].view(*p["rel"].shape[:2], 3, N_JOINT)
     rl = F.binary_cross_entropy_with_logits(rel_logits, lab["rel"], reduction="none")
     loss = loss + (rl * lab["rel_mask"]).sum() / lab["rel_mask"].sum().clamp(min=1)
+    if occ_weight > 0:
+        om = lab["obj_mask"]
+        ul = sum(F.cross_entropy(p[k].reshape(-1, N_JOINT + 1), lab[k].reshape(-1), reduction="none")
+                 for k in ("top", "under"))
+        cl = F.binary_cross_entropy_with_logits(p["covered"].squeeze(-1), lab["covered"], reduction="none")
+        loss = loss + occ_weight * ((ul.view(om.shape) + cl) * om).sum() / om.sum().clamp(min=1)
     obj = lab["shape"] > 0
     with torch.no_grad():
         acc = {"shape": (p["shape"].argmax(-1) == lab["shape"])[obj].float().mean().item(),
@@ -339,6 +395,15 @@ def stage0_loss(head: torch.nn.Linear, feats: torch.Tensor, lab: dict[str, torch
         for i, name in enumerate(("left", "front", "over")):
             mi = rm[:, :, i]
             acc[name] = ((rel_logits[:, :, i] > 0) == (lab["rel"][:, :, i] > 0.5))[mi].float().mean().item()
+        if "under" in lab:  # readouts of the dense occlusion labels, on the patches where they are defined
+            under_pred = p["under"].argmax(-1)
+            at = lab["under"] > 0
+            acc["under"] = (under_pred == lab["under"])[at].float().mean().item()  # on the patches that cover something
+            acc["top_under"] = ((under_pred == lab["under"]) & (p["top"].argmax(-1) == lab["top"]))[at].float().mean().item()
+            acc["under_any"] = ((under_pred > 0) == at)[obj].float().mean().item()  # "covers something here"
+            cv = (p["covered"].squeeze(-1) > 0) == (lab["covered"] > 0.5)
+            pos = lab["covered"] > 0.5
+            acc["covered"] = 0.5 * (cv[pos].float().mean().item() + cv[obj & ~pos].float().mean().item())  # balanced
     return loss, acc
 
 
@@ -409,7 +474,6 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
             weight[i] = args.yn_weight
     counts = patch_counts(scenes)
     slots = torch.tensor([question_slots(fam, meta) for _, _, fam, meta in items])
-    answer = torch.tensor([-100 if fam == "open" else int(a == "yes") for _, a, fam, _ in items])
     aux = torch.full((len(seqs), N_PATCH), -100)
     for i, (scene, (q, a, fam, meta)) in enumerate(zip(scenes, items, strict=True)):
         if fam == "open":
@@ -418,9 +482,9 @@ def make_batch(step: int, args, tokenizer, excluded: set, frac: float):
         hit = torch.zeros(N_PATCH, dtype=torch.bool)
         for r in refs:
             hit |= counts[i, :, r + 1] >= MIN_PX
-        aux[i] = torch.where(hit, 2 if a == "yes" else 1, 0)
+        aux[i] = torch.where(hit, 2 if (a == "yes" and args.patch_answer) else 1, 0)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels, "pixel_values": pixels(scenes),
-            "weight": weight, "aux": aux, "slots": slots, "answer": answer,
+            "weight": weight, "aux": aux, "slots": slots,
             "objects": main_object_labels(scenes, counts),
             "families": [it[2] for it in items]}
 
@@ -459,7 +523,7 @@ class AuxHeads(torch.nn.Module):
         super().__init__()
         self.slots_patch = torch.nn.Linear(hidden, sum(SLOT_SIZES))  # layer 1, every image token
         self.patch = torch.nn.Linear(hidden, 3)  # layer aux_layer, every image token
-        self.last = torch.nn.Linear(hidden, sum(SLOT_SIZES) + 2)  # layer aux_layer, answer position
+        # no head reads the answer position: only the LM loss on the answer tokens does
 
 
 def slot_loss(logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -484,7 +548,9 @@ def align_loss(model, tokenizer, lab: dict[str, torch.Tensor], image_tokens: tor
     """Projector outputs (image tokens, [B, P, D] or [B*P, D]) vs `word_targets`, relative to the
     squared norm of a word embedding."""
     target = word_targets(model, tokenizer, lab)
-    out = image_tokens.view(target.shape)
+    if isinstance(image_tokens, (list, tuple)):  # transformers >= 5.24: one tensor per image
+        image_tokens = torch.cat([t.reshape(-1, t.shape[-1]) for t in image_tokens])
+    out = image_tokens.reshape(target.shape)
     scale = model.get_input_embeddings().weight.detach().norm(dim=-1).mean() ** 2
     return ((out - target) ** 2).sum(-1).mean() / scale
 
@@ -515,26 +581,13 @@ def lm_loss(model, heads: AuxHeads, batch, args, image_id: int, tokenizer):
     m = (tgt != -100).float()
     per = (tok * m).sum(1) / m.sum(1).clamp(min=1)
     loss = (per * batch["weight"]).sum() / batch["weight"].sum()
-    if args.deep_weight > 0:
-        # deep supervision: the answer read out (final norm + tied head) after every decoder layer >= 2
-        lm = model.model.language_model
-        pos = tgt != -100
-        ans = tgt[pos]
-        deep = [F.cross_entropy(model.lm_head(lm.norm(h[:, :-1][pos])), ans) for h in out.hidden_states[2:-1]]
-        loss = loss + args.deep_weight * torch.stack(deep).mean()
     aux_loss = torch.tensor(0.0)
-    if args.aux_weight > 0:
+    if args.aux_weight > 0:  # image-token heads only (see TRAINING_HEADS)
         img = batch["input_ids"] == image_id
         B = img.shape[0]
         h1 = out.hidden_states[1][img].view(B, N_PATCH, -1)
-        hk = out.hidden_states[args.aux_layer]
-        hp = hk[img].view(B, N_PATCH, -1)
-        hl = hk[torch.arange(B), (tgt != -100).float().argmax(1)]  # the position that predicts the answer
-        slots = batch["slots"]
-        last = heads.last(hl)
-        aux_loss = (slot_loss(heads.slots_patch(h1), slots.unsqueeze(1).expand(-1, N_PATCH, -1))
-                    + slot_loss(last[:, :-2], slots)
-                    + F.cross_entropy(last[:, -2:], batch["answer"], ignore_index=-100)
+        hp = out.hidden_states[args.aux_layer][img].view(B, N_PATCH, -1)
+        aux_loss = (slot_loss(heads.slots_patch(h1), batch["slots"].unsqueeze(1).expand(-1, N_PATCH, -1))
                     + F.cross_entropy(heads.patch(hp).reshape(-1, 3), batch["aux"].reshape(-1), ignore_index=-100))
         loss = loss + args.aux_weight * aux_loss
     if args.align_weight > 0:
@@ -630,9 +683,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--vis-layers", type=int, default=3)
     ap.add_argument("--vis-hidden", type=int, default=96)
-    ap.add_argument("--stage0-steps", type=int, default=1500)
-    ap.add_argument("--stage0-batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=7000)
+    ap.add_argument("--stage0-steps", type=int, default=4000)
+    ap.add_argument("--stage0-batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vision-lr-scale", type=float, default=0.0, help="0 freezes the vision tower in stage 1")
@@ -641,8 +694,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--easy-frac", type=float, default=0.15)
     ap.add_argument("--yn-weight", type=float, default=2.0)
     ap.add_argument("--aux-weight", type=float, default=0.5)
-    ap.add_argument("--deep-weight", type=float, default=0.0,
-                    help="answer read out through the LM head after every decoder layer >= 2 (0: off)")
+    ap.add_argument("--occ-weight", type=float, default=1.0, help="stage 0: dense per-patch occlusion labels (0: off)")
+    ap.add_argument("--patch-answer", type=int, default=0,
+                    help="1: the layer-k image-token head also predicts the answer at the asked object's patches")
     ap.add_argument("--align-weight", type=float, default=1.0, help="image tokens toward colour+shape word embeddings")
     ap.add_argument("--align-steps", type=int, default=300, help="projector-only alignment steps before stage 1")
     ap.add_argument("--init-from", type=Path, default=None,
@@ -651,7 +705,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--whiten", type=int, default=1, help="data-dependent projector init (1) or plain random (0)")
     ap.add_argument("--stage0-from", type=Path, default=None, help="reuse a stage-0 vision tower (<work>/stage0.pt)")
     ap.add_argument("--aux-layer", type=int, default=2, help="hidden_states index (output of decoder layer k)")
-    ap.add_argument("--time-budget", type=float, default=2400,
+    ap.add_argument("--time-budget", type=float, default=0,
                     help="seconds for stages 0+1; stage 1 schedules lr/curriculum by wall time to end in it (0: by steps)")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=500)
@@ -725,7 +779,7 @@ def main(argv: list[str] | None = None) -> None:
             scenes = [s for s in scenes if s.signature() not in excluded]
             lab = dense_labels(scenes, patch_counts(scenes))
             feats = vt(pixel_values=pixels(scenes)).last_hidden_state[:, 1:]
-            loss, acc = stage0_loss(head0, feats, lab)
+            loss, acc = stage0_loss(head0, feats, lab, args.occ_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(vt.parameters(), 1.0)
@@ -817,8 +871,47 @@ def save(model, processor, args, fh, steps: int, train_time: float, n_params: in
         results[f] = generate_accuracy(args.out, items)
         log(f"generate (val) {f}: {json.dumps(results[f])}", fh)
     (args.work / "results.json").write_text(json.dumps(results, indent=2))
+    (args.out / "training.json").write_text(json.dumps(training_record(args, steps, train_time, results), indent=2) + "\n")
     write_card(args, steps, train_time, n_params, size, results)
     log("model card written", fh)
+
+
+def training_record(args, steps: int, train_time: float, results: dict | None = None) -> dict:
+    """training.json: every loss and head of this run, what it reads, after which decoder layer, its
+    weight; the report turns `heads` into its disclosure sentence (superneurons.report.disclosure)."""
+    from superneurons.report.disclosure import training_disclosure
+
+    heads = [{"name": "LM loss on the answer tokens", "stage": "stage1", "reads": "answer position (LM loss only)",
+              "layer": "final (LM head)", "weight": 1.0, "answer": True,
+              "target": f"answer tokens and </s>; yes/no questions weighted x{args.yn_weight}"}]
+    if args.align_weight > 0:
+        heads.append({"name": "projector alignment", "stage": "alignment+stage1", "reads": "image tokens",
+                      "layer": "projector output", "weight": args.align_weight, "answer": False,
+                      "target": "embedding(colour word) + embedding(shape word) of the patch's main object"})
+    if args.aux_weight > 0:
+        heads += [{"name": "what was asked", "stage": "stage1", "reads": "image tokens", "layer": 1,
+                   "weight": args.aux_weight, "answer": False,
+                   "target": "colour and shape of the question's first and second object"},
+                  {"name": "per-patch match", "stage": "stage1", "reads": "image tokens", "layer": args.aux_layer,
+                   "weight": args.aux_weight, "answer": bool(args.patch_answer),
+                   "target": "whether the patch shows the object asked about"
+                   + (" and the yes/no answer there" if args.patch_answer else "")}]
+    vision = [{"name": "stage-0 per-patch labels", "stage": "stage0", "reads": "vision tower (patch tokens)",
+               "weight": 1.0, "target": "(colour, shape) classes shown; main object's colour / shape / "
+               "same-shape count; its left-of / in-front-of / drawn-over relation to every other class"}]
+    if args.occ_weight > 0:
+        vision.append({"name": "stage-0 dense occlusion", "stage": "stage0", "reads": "vision tower (patch tokens)",
+                       "weight": args.occ_weight, "target": "class of the object the patch's top object covers "
+                       "in the patch (or none); whether the patch's main object is covered there"})
+    rec = {"schema": 1, "script": "scripts/train_demo_vlm.py", "seed": args.seed, "threads": args.threads,
+           "steps": {"stage0": args.stage0_steps, "align": args.align_steps, "stage1": steps},
+           "minutes": round(train_time / 60, 1), "heads": heads, "vision_heads": vision,
+           "answer_position_heads": [h["name"] for h in heads if h["reads"] == "answer position"],
+           "deep_supervision": False}
+    rec["disclosure"] = training_disclosure(rec)
+    if results is not None:
+        rec["held_out_generate_accuracy"] = {f: round(r["accuracy"], 3) for f, r in results.items()}
+    return rec
 
 
 def check_processor(processor, folder: Path) -> None:
@@ -846,7 +939,10 @@ def write_card(args, steps: int, train_time: float, n_params: int, size: int, re
                        lr=args.lr, aux_weight=args.aux_weight, aux_layer=args.aux_layer, align_steps=args.align_steps,
                        align_weight=args.align_weight, seed=args.seed,
                        minutes=train_time / 60, rows=rows, n_val=args.final_scenes, easy=args.easy_frac,
-                       yn=args.yn_weight, cmd=" ".join(sys.argv), status=status_note(results))
+                       yn=args.yn_weight, cmd=" ".join(sys.argv), status=status_note(results),
+                       stage0_batch=args.stage0_batch, occ_weight=args.occ_weight,
+                       patch_answer=" and the yes/no answer there" if args.patch_answer else "",
+                       disclosure=training_record(args, steps, train_time)["disclosure"])
     (args.out / "MODEL_CARD.md").write_text(card)
 
 
@@ -883,10 +979,12 @@ Super Neurons in without downloading weights. It is not a general model.
 ## Training (seed {seed}, 2 CPU threads, {minutes:.1f} minutes in total)
 - Data: the `train` split's scene stream of `superneurons.synth` (seed {seed}); scenes identical to a
   val/probe scene are skipped.
-- Stage 0 ({stage0} steps, batch 64): the vision tower alone, with a temporary linear head on each
+- Stage 0 ({stage0} steps, batch {stage0_batch}): the vision tower alone, with a temporary linear head on each
   patch (not saved): the (colour, shape) classes the patch shows, the colour / shape / same-shape
   count of its main object, and that object's relations (left of, in front of, drawn over) to every
-  other (colour, shape) class in the scene.
+  other (colour, shape) class in the scene; plus a dense occlusion label (weight {occ_weight}): the
+  (colour, shape) class of the object that the patch's top object covers in this patch (or none), and
+  whether the patch's main object is itself covered there.
 - Alignment ({align_steps} steps, batch 64): the projector alone, image tokens toward
   embedding(colour word) + embedding(shape word) of the patch's main object; the same loss (weight
   {align_weight}) stays on in stage 1.
@@ -894,13 +992,13 @@ Super Neurons in without downloading weights. It is not a general model.
   (0.9, 0.98), warmup 200, cosine, clip 1.0; loss on the answer tokens and `</s>`, yes/no questions
   weighted x{yn}. First {easy:.0%} of steps: at most 3 objects, single-attribute yes/no ("is there a
   red thing ?"), open questions ("what color is the circle ?", "describe the scene .") and
-  presence/attribute; then every family. Training-only linear heads (weight {aux_weight}, not saved):
-  image tokens after decoder layer 1 predict what the question asks about (colour / shape of its
-  objects); after decoder layer {aux_layer}, image tokens predict whether their patch shows the object
-  asked about and the answer there, and the answer position predicts the question's slots and the
-  yes/no answer. **That last head puts answer information in layer {aux_layer} on purpose**: Super
-  Neurons found at layers <= {aux_layer} of this model are partly planted by training, whereas in the
-  paper's VLMs they emerge.
+  presence/attribute; then every family. Training-only linear heads (weight {aux_weight}, not saved),
+  on image tokens only: after decoder layer 1 they predict what the question asks about (colour /
+  shape of its objects); after decoder layer {aux_layer}, whether their patch shows the object asked
+  about{patch_answer}. **Nothing reads the answer position except the LM loss on the answer tokens**:
+  no head there, no deep supervision. Every loss, what it reads and its weight: `training.json`.
+
+**Disclosure (generated from `training.json`, shown first in the demo report's summary):** {disclosure}
 
 ## Held-out accuracy (greedy `generate()`, val split, {n_val} scenes, reloaded with `from_pretrained`)
 | family | accuracy | yes rate | n | by kind |
@@ -912,7 +1010,7 @@ Chance is 0.5 on every family but mcq (0.75 by answering "no" to all 4 options).
 {status}
 
 ## Reproduce
-`{cmd}`
+`{cmd}` (step-bounded: the defaults are this run's settings, so the run is the same step for step)
 """
 
 

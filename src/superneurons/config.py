@@ -79,6 +79,8 @@ class CaptureConfig:
     are stored. `shard_size`: samples per shard file. `skip_bad`: skip unreadable images (listed
     in the manifest) instead of stopping. `prefix_reuse`: encode each image and shared prompt
     prefix once. `require_labels`: the set must hold both yes and no (a probing set).
+    `refuse_changed`: resuming a store whose samples changed (question or image) raises a
+    StoreError instead of recomputing their shards.
     """
 
     token: Token = "first"
@@ -91,6 +93,7 @@ class CaptureConfig:
     skip_bad: bool = False
     prefix_reuse: bool = False
     require_labels: bool = True
+    refuse_changed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _layers(self.layers))

@@ -141,3 +141,69 @@ def test_fit_classifier_on_a_store():
     assert res.classifier.meta["sweep"] == res.sweep and res.classifier.fingerprint["hidden_size"] == 16
     early = fit_classifier(_Store(acts, y), max_layer=2, top_k=1)
     assert early.classifier.exit_layer == 1 and early.classifier.sns.neurons.tolist() == [3]
+
+
+def _rewrite_tensors(path, **changes):
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(path))
+    t.update(changes)
+    save_file(t, str(path))
+
+
+@pytest.mark.parametrize(("edit", "named", "match"), [
+    ("nan_alpha", CLASSIFIER_WEIGHTS, "alpha of SN 1 .*not a finite number"),
+    ("inf_score", CLASSIFIER_WEIGHTS, "scores of SN 0 .*not a finite number"),
+    ("float_layers", CLASSIFIER_WEIGHTS, "'layers' holds floats"),
+    ("truncated", CLASSIFIER_WEIGHTS, "cannot be read as safetensors.*select again"),
+    ("no_fingerprint", CLASSIFIER_CONFIG, "field 'fingerprint' is missing"),
+    ("no_template", CLASSIFIER_CONFIG, "field 'prompt_template' is missing"),
+    ("no_hidden_size", CLASSIFIER_CONFIG, "fingerprint.hidden_size"),
+    ("aggregation", CLASSIFIER_CONFIG, "aggregation 'median' is not one of"),
+    ("layer_range", CLASSIFIER_CONFIG, "SN layer 1 is out of range"),
+    ("not_a_dict", CLASSIFIER_CONFIG, "JSON list, not a classifier config"),
+])
+def test_load_validates_every_field_and_names_the_file(tmp_path, edit, named, match):
+    weights, config = _clf().save(tmp_path)
+    cfg = json.loads(config.read_text())
+    if edit == "nan_alpha":
+        _rewrite_tensors(weights, alpha=torch.tensor([0.0, float("nan"), 1.0], dtype=torch.float64))
+    elif edit == "inf_score":
+        _rewrite_tensors(weights, scores=torch.tensor([float("inf"), 0.5, 0.5], dtype=torch.float64))
+    elif edit == "float_layers":
+        _rewrite_tensors(weights, layers=torch.tensor([1.0, 0.0, 1.0]))
+    elif edit == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif edit == "no_hidden_size":
+        del cfg["fingerprint"]["hidden_size"]
+    elif edit == "aggregation":
+        cfg["aggregation"] = "median"
+    elif edit == "layer_range":
+        cfg["fingerprint"]["num_layers"] = 1
+    elif edit == "not_a_dict":
+        cfg = [cfg]
+    else:
+        del cfg[{"no_fingerprint": "fingerprint", "no_template": "prompt_template"}[edit]]
+    config.write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match=match) as err:
+        SuperNeuronClassifier.load(tmp_path)
+    assert str(tmp_path / named) in str(err.value)
+
+
+def test_save_is_atomic_locked_and_strict_json(tmp_path):
+    from superneurons.errors import InUseError
+    from superneurons.utils.locking import output_lock
+
+    clf = _clf(meta={"sweep": [{"snt": 0.8, "f1": float("nan"), "x": float("inf")}]})
+    clf.save(tmp_path / "clf")
+    text = (tmp_path / "clf" / CLASSIFIER_CONFIG).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["meta"]["sweep"][0] == {"snt": 0.8, "f1": None, "x": None}
+    assert not list((tmp_path / "clf").glob(".*tmp*"))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "clf").glob("classifier.*")}
+    with output_lock(tmp_path / "clf"), pytest.raises(InUseError, match="in use by pid"):
+        _clf(aggregation="mean").save(tmp_path / "clf")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "clf").glob("classifier.*")} == before
+    with output_lock(tmp_path / "clf"):  # the caller holds the lock: lock=False writes
+        _clf(aggregation="mean").save(tmp_path / "clf", lock=False)
+    assert SuperNeuronClassifier.load(tmp_path / "clf").aggregation == "mean"

@@ -24,6 +24,21 @@ N_BINDING = 40  # questions per family in the binding test
 MIN_BINDING_ACCURACY = 0.8
 
 
+def test_training_record_declares_no_head_at_the_answer_position() -> None:
+    """training.json lists every loss: only the LM loss reads the answer position, no deep supervision,
+    and the report's disclosure sentence is the one generated from these heads."""
+    import json
+
+    from superneurons.report.disclosure import training_disclosure
+
+    rec = json.loads((demo_model_path() / "training.json").read_text())
+    assert {h["reads"] for h in rec["heads"]} <= {"image tokens", "answer position (LM loss only)"}
+    assert [h["name"] for h in rec["heads"] if h["reads"].startswith("answer position")] == ["LM loss on the answer tokens"]
+    assert rec["answer_position_heads"] == [] and rec["deep_supervision"] is False
+    assert all(isinstance(h["weight"], float) and "layer" in h for h in rec["heads"])
+    assert rec["disclosure"] == training_disclosure(rec) and "image tokens only" in rec["disclosure"]
+
+
 @pytest.fixture(scope="module")
 def demo():
     from transformers import AutoProcessor, LlavaForConditionalGeneration

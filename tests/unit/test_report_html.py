@@ -74,7 +74,8 @@ def test_markdown_and_figure_files(tmp_path):
 def test_summary_counts_families_matching_the_model():
     bullets = summary_bullets(fake_results())
     assert "**2 of 2** datasets (presence, counting)" in bullets[0]
-    assert any("Early exit on presence" in b and "106%" in b for b in bullets)  # 0.85 / 0.80
+    assert any("Early exit on presence" in b and "106%" in b and "L* <= 1 matches or beats the model" in b
+               for b in bullets)  # 0.85 / 0.80
     assert any("95.2x faster than generate(128)" in b and "1.05x the bare hooked exit" in b for b in bullets)
 
 
@@ -89,6 +90,15 @@ def test_summary_names_each_early_exit_set_and_the_training_disclosure():
     assert bullets[0] == res["model_training"]["disclosure"]
     assert [b.split("(")[0] for b in bullets if b.startswith("Early exit")] == \
         ["Early exit on presence: the best SN set with L* <= 1 ", "Early exit on presence: the best SN set with L* <= 2 "]
+
+
+def test_summary_says_plainly_when_early_exit_falls_short():
+    res = fake_results()
+    early = res["family"]["presence"]["early"]["val"]["methods"]
+    early["sns_mean"]["accuracy"], early["sns_vote"]["accuracy"] = 0.6, 0.7  # model 0.80
+    assert any("88%" in b and "L* <= 1 does not reach the model" in b for b in summary_bullets(res))
+    early["sns_mean"]["accuracy"], early["sns_vote"]["accuracy"] = 0.5, 0.52
+    assert any("L* <= 1 is at chance: no early exit on this model" in b for b in summary_bullets(res))
 
 
 def test_write_report_and_rebuild_from_json(tmp_path):

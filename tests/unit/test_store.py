@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ def samples(make_dataset, tmp_path):
 def test_probe_writes_shards_and_manifest(tiny_llava, samples, tmp_path):
     out = tmp_path / "acts"
     store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, batch_size=3, progress=False)
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # the lock and check record stay
     assert files == [MANIFEST_NAME, SHARD_PATTERN.format(0), SHARD_PATTERN.format(1), SHARD_PATTERN.format(2)]
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["complete"] and m["num_samples"] == 10 and m["token"] == "first"
@@ -169,3 +170,110 @@ def test_open_errors(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("{broken")
     with pytest.raises(StoreError, match="not valid JSON"):
         ActivationStore(tmp_path)
+
+
+def _flip_last_bytes(path, n=16):
+    data = bytearray(path.read_bytes())
+    data[-n:] = bytes(b ^ 0xFF for b in data[-n:])
+    path.write_bytes(bytes(data))
+
+
+def test_shards_are_checked_against_the_manifest_when_read(tiny_llava, samples, tmp_path):
+    out = tmp_path / "acts"
+    probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False)
+    m = json.loads((out / MANIFEST_NAME).read_text())
+    assert len(m["sample_digests"]) == 10 and all(len(d) == 32 for d in m["sample_digests"])
+    assert all(len(s["checksums"]) == 4 and s["identity"] for s in m["shards"])
+    good = ActivationStore(out).read()
+    shard = out / SHARD_PATTERN.format(1)
+    original = shard.read_bytes()
+    _flip_last_bytes(shard)  # the data bytes of the last layer of shard 1
+    with pytest.raises(StoreError, match=f"{shard}.*layer position 3 do not match.*probe command again"):
+        ActivationStore(out).read()
+    torch.testing.assert_close(ActivationStore(out).read([0, 1, 2]), good[:, :3])  # only the bytes read count
+    assert not torch.equal(ActivationStore(out, verify=False).read(), good)  # the explicit opt-out
+    shard.write_bytes(original)
+    first, second = out / SHARD_PATTERN.format(0), shard
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)  # two shards swapped
+    with pytest.raises(StoreError, match=f"{first} holds samples 4..7.*the manifest says 0..3"):
+        ActivationStore(out, verify=False).read()
+    first.write_bytes(a)
+    second.write_bytes(b)
+    m2 = dict(m, sample_digests=["0" * 32] + m["sample_digests"][1:])  # the manifest lists other samples
+    (out / MANIFEST_NAME).write_text(json.dumps(m2))
+    with pytest.raises(StoreError, match=f"{first} holds activations of other samples"):
+        ActivationStore(out).read()
+    (out / MANIFEST_NAME).write_text(json.dumps(m))
+    shard.write_bytes(original[: len(original) // 2])  # truncated
+    with pytest.raises(StoreError, match=f"{shard}: cannot be read as a shard.*probe command again"):
+        ActivationStore(out).read()
+    store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False)  # the repair
+    torch.testing.assert_close(store.read(), good)
+
+
+def test_resume_recomputes_changed_samples_or_refuses(tiny_llava, samples, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "acts"
+    probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False)
+    kept = {i: (out / SHARD_PATTERN.format(i)).read_bytes() for i in range(3)}
+    samples[1].question = "Is there a zebra in the image ? Answer with yes or no ."
+    Image.new("RGB", (24, 24), (0, 200, 0)).save(samples[9].image)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    with pytest.raises(StoreError, match=r"2 sample\(s\) changed.*'s0001', 's0009'.*without --refuse-changed"):
+        probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False, refuse_changed=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+    notes: list[str] = []
+    store = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False, notify=notes.append)
+    assert len(notes) == 1 and "'s0001', 's0009'" in notes[0] and "recomputing" in notes[0]
+    torch.testing.assert_close(store.read(), capture(tiny_llava, samples, progress=False))
+    assert (out / SHARD_PATTERN.format(1)).read_bytes() == kept[1]  # untouched samples: shard reused as is
+    assert (out / SHARD_PATTERN.format(0)).read_bytes() != kept[0]
+    with pytest.warns(UserWarning, match="recomputing"):  # the default notice is a warning
+        samples[4].question = "Is there a cow ?"
+        probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False)
+
+
+def test_in_memory_images_are_identified_by_their_pixels():
+    from PIL import Image
+
+    from superneurons.activations.identity import sample_digests
+    from superneurons.data import Sample
+
+    red, blue = Image.new("RGB", (4, 4), (255, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 255))
+    a, b, c = sample_digests([Sample("x", red, "q?", "yes"), Sample("x", blue, "q?", "yes"),
+                              Sample("x", Image.new("RGB", (4, 4), (255, 0, 0)), "q?", "yes")])
+    assert a != b and a == c
+    assert sample_digests([Sample("x", red, "q?", "no")]) != [a]
+
+
+def test_stores_from_before_content_checks(tiny_llava, samples, tmp_path):
+    out = tmp_path / "acts"
+    good = probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False).read()
+    m = json.loads((out / MANIFEST_NAME).read_text())
+    del m["sample_digests"]
+    for s in m["shards"]:
+        del s["checksums"], s["identity"]
+    (out / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.warns(UserWarning, match="older superneurons without content checks.*probe again"):
+        store = ActivationStore(out)
+    torch.testing.assert_close(store.read(), good)  # still opens, checks skipped with a note
+    with pytest.raises(StoreError, match="older superneurons.*cannot tell whether they changed"):
+        probe(tiny_llava, samples, out, dtype="float32", shard_size=4, progress=False)
+
+
+def test_one_writer_per_store_folder(tiny_llava, samples, tmp_path):
+    from superneurons.errors import InUseError
+    from superneurons.utils.locking import output_lock
+
+    out = tmp_path / "acts"
+    out.mkdir()
+    tmp = out / f".{SHARD_PATTERN.format(0)}.tmp-1"  # another live writer's temporary file
+    tmp.write_bytes(b"half a shard")
+    with output_lock(out), pytest.raises(InUseError, match=f"in use by pid {os.getpid()}"):
+        probe(tiny_llava, samples, out, progress=False)
+    assert tmp.read_bytes() == b"half a shard" and not (out / MANIFEST_NAME).exists()
+    probe(tiny_llava, samples, out, progress=False)  # the lock is free: this run cleans up and writes
+    assert not tmp.exists()

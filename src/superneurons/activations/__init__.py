@@ -6,7 +6,8 @@
 | prefill.py | forward primitives on prepared batches: `run_prefill`, `greedy_generate`, layer choices |
 | extract.py | `capture(vlm, samples)`: [N, L, D] at the first or last token |
 | prefix.py | per-image prefix reuse (one prefill of image + shared prefix per image) |
-| store.py | the activation store on disk: sharded safetensors + manifest.json |
+| store.py | the activation store on disk: sharded safetensors + manifest.json, each shard checked when read |
+| identity.py | digests: each sample's content identity (id, label, question, image bytes), per-layer shard checksums |
 | probing.py | `probe`: capture a sample list into a resumable store (one process or a torchrun job) |
 | distributed.py | ranks: slices, gathers, the merged manifest |
 """

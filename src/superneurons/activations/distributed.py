@@ -207,6 +207,7 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
     shards: list[dict[str, Any]] = []
     ranks: list[dict[str, Any]] = []
     formats: list[QuestionFormat] = []
+    digests: list[str] | None = []
     complete = True
     for r in range(world_size):
         lo, hi = rank_slice(num_inputs, r, world_size)
@@ -226,7 +227,8 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
             raise StoreError(f"{sub} holds {m.get('num_samples')} samples (+{len(m.get('skipped', []))} skipped) "
                              f"but rank {r}'s slice has {hi - lo}; it belongs to another job: choose another --out")
         if merged is None:
-            merged = {k: v for k, v in m.items() if k not in ("shards", "ids", "labels", "skipped", "num_samples")}
+            merged = {k: v for k, v in m.items()
+                      if k not in ("shards", "ids", "labels", "sample_digests", "skipped", "num_samples")}
         else:
             for key in _SHARED:
                 if not same_field(key, m.get(key), merged.get(key)):
@@ -234,8 +236,12 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
                                      "all ranks must run the same command: delete the folder and probe again")
         offset = len(ids)
         for s in sorted(m["shards"], key=lambda d: d["start"]):
-            shards.append({"file": f"{sub.name}/{s['file']}", "start": offset + s["start"],
-                           "stop": offset + s["stop"], "rank": r})
+            shards.append({**s, "file": f"{sub.name}/{s['file']}", "start": offset + s["start"],
+                           "stop": offset + s["stop"], "local_start": s["start"], "rank": r})
+        if digests is not None and m.get("sample_digests") is not None:
+            digests.extend(m["sample_digests"])
+        else:
+            digests = None  # a rank store without content digests: the merged store has none either
         ids.extend(m["ids"])
         labels.extend(m["labels"])
         skipped.extend(m.get("skipped", []))
@@ -249,8 +255,8 @@ def merge_rank_stores(out_dir: str | Path, world_size: int, num_inputs: int) -> 
         merged["created"] = json.loads(top.read_text(encoding="utf-8")).get("created", merged.get("created"))
     if formats:  # the questions of all ranks, not rank 0's slice only
         merged["question_format"] = QuestionFormat.merge(formats).to_dict()
-    merged.update({"num_samples": len(ids), "ids": ids, "labels": labels, "skipped": skipped, "shards": shards,
-                   "complete": complete, "world_size": world_size, "ranks": ranks,
+    merged.update({"num_samples": len(ids), "ids": ids, "labels": labels, "sample_digests": digests,
+                   "skipped": skipped, "shards": shards, "complete": complete, "world_size": world_size, "ranks": ranks,
                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     write_json(top, merged)
     return merged

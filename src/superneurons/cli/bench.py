@@ -17,6 +17,7 @@ import typer
 
 from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
 from superneurons.constants import MAX_NEW_TOKENS
+from superneurons.utils.files import json_text
 
 
 def bench_command(
@@ -39,8 +40,6 @@ def bench_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the timings as JSON here."),
 ) -> None:
     """Time SN inference with early exit against generation, prefill and the bare early-exit limit."""
-    import json
-
     from rich.console import Console
 
     from superneurons.data.samples import load_samples
@@ -74,7 +73,7 @@ def bench_command(
                       + f"; library / bare exit = {res.overhead(layer):.2f}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        out.write_text(json_text(d) + "\n", encoding="utf-8")
         console.print(f"[green]wrote[/] {out}")
 
 

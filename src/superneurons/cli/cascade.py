@@ -14,12 +14,12 @@ Prints the table; with --out writes `cascade_sweep.json` and `cascade_sweep.png`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
+from superneurons.utils.files import json_text
 
 
 def parse_margins(spec: str | None) -> list[float] | None:
@@ -114,7 +114,7 @@ def cascade_sweep_command(
                   "k": clf.sns.k, "exit_layer": clf.exit_layer, "num_layers": vlm.num_layers,
                   "aggregation": aggregation or clf.aggregation, "score": score_kind, "rows": rows,
                   "best": None if best is None else best["margin"]}
-        (out / CASCADE_JSON).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        (out / CASCADE_JSON).write_text(json_text(result) + "\n", encoding="utf-8")
         console.print(f"[green]wrote[/] {out / CASCADE_JSON}")
         from superneurons.report.cascade_plot import plot_cascade
 

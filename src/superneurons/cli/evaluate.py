@@ -10,13 +10,13 @@ Prints accuracy, precision, recall, F1 and yes-ratio of SNs (mean, vote), model 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from superneurons.cli.hub_options import CLASSIFIER_HELP, REVISION
 from superneurons.constants import MAX_NEW_TOKENS
+from superneurons.utils.files import json_text
 
 
 def evaluate_command(
@@ -83,7 +83,7 @@ def evaluate_command(
             console.print(f"MCQ question-level accuracy {name}: {q['accuracy']:.4f} ({q['num_questions']} questions)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        out.write_text(json_text(result) + "\n", encoding="utf-8")
         console.print(f"[green]wrote[/] {out}")
 
 

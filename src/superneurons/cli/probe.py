@@ -3,9 +3,10 @@
     superneurons probe --model M --data D.jsonl --out DIR [--token first|last] [--layers 0-5,8]
         [--exit-layer K] [--limit N] [--balanced N --seed S] [--batch-size B] [--shard-size S]
         [--dtype float16|bfloat16|float32] [--device auto|cpu|cuda] [--model-dtype auto|float32|...]
-        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad]
+        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad] [--refuse-changed]
 
-Running the same command again resumes an interrupted store. Under `torchrun --nproc_per_node K
+Running the same command again resumes an interrupted store (samples whose question or image changed
+are recomputed, or refused with --refuse-changed); the folder is locked while a probe writes it. Under `torchrun --nproc_per_node K
 -m superneurons probe ...` (or `accelerate launch`) each process probes its slice of the samples on
 its own GPU and rank 0 writes the merged manifest (see superneurons.activations.distributed).
 """
@@ -44,9 +45,12 @@ def probe_command(
                                   "(or the highest of --layers): less memory, same activations."),
     prefix_reuse: bool = typer.Option(False, "--prefix-reuse", help="Encode each image and the shared prompt "
                                       "prefix once for all its questions (templates with the image first)."),
+    refuse_changed: bool = typer.Option(False, "--refuse-changed", help="Resuming: stop if a sample's question "
+                                        "or image changed since the store was written (default: recompute it)."),
 ) -> None:
     """Run the model on every sample and store the residual stream of each layer at one token."""
     from rich.console import Console
+    from rich.markup import escape
 
     from superneurons.activations.distributed import init_distributed, rank_device, shutdown_distributed
     from superneurons.activations.prefill import parse_layers
@@ -64,7 +68,7 @@ def probe_command(
         raise StoreError(str(exc)) from None
     config = CaptureConfig(token=token, layers=layer_list, exit_layer=exit_layer, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, dtype=dtype, shard_size=shard_size, skip_bad=skip_bad,
-                           prefix_reuse=prefix_reuse)
+                           prefix_reuse=prefix_reuse, refuse_changed=refuse_changed)
     samples = load_samples(data)
     if balanced is not None:
         samples = balanced_sample(samples, balanced, seed=seed)
@@ -97,7 +101,8 @@ def probe_command(
     where = f" on {dist.world_size} processes" if dist.distributed else ""
     console.print(f"{vlm!r}: probing {len(samples)} samples from {data}{where}")
     try:
-        store = probe(vlm, samples, out, config, progress=True)
+        store = probe(vlm, samples, out, config, progress=True,
+                      notify=lambda msg: console.print(f"[yellow]note[/]: {escape(msg)}"))
     finally:
         shutdown_distributed()
     if not dist.is_main:

@@ -2,7 +2,7 @@
 
     superneurons select --acts DIR --out CLF [--metric accuracy|precision|recall|f1] [--snt 0.92]
         [--top-k K] [--max-layer L] [--alpha 0] [--polarity positive|both] [--per-neuron-alpha]
-        [--aggregation mean|vote|fraction] [--step 0.01] [--depth 0.03] [--choose-by vote_accuracy]
+        [--aggregation mean|vote|fraction] [--step 0.01] [--depth 0.03] [--choose-by vote_accuracy] [--no-verify]
 
 Without --snt and --top-k, SNt is chosen by the paper's sweep on the probing set.
 """
@@ -32,49 +32,54 @@ def select_command(
     choose_by: str | None = typer.Option(None, "--choose-by", help="Sweep column that picks SNt "
                                          "(default: <aggregation>_<metric>)."),
     chunk_layers: int = typer.Option(4, "--chunk-layers", help="Layers read per chunk (memory vs speed)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the store's bytes against their "
+                                "checksums (headers are always checked; unchanged files are not hashed again)."),
 ) -> None:
     """Find Super Neurons in a store (Alg. 1) and save them as a classifier."""
     from rich.console import Console
     from rich.table import Table
 
+    from superneurons.activations.store import ActivationStore
     from superneurons.config import ScoreConfig, SelectConfig
     from superneurons.inference.classifier import fit_classifier
+    from superneurons.utils.locking import output_lock
 
-    select = SelectConfig(metric=metric, snt=snt, top_k=top_k, max_layer=max_layer, step=step, depth=depth,
-                          choose_by=choose_by)
-    score = ScoreConfig(alpha=alpha, polarity=polarity, per_neuron_alpha=per_neuron_alpha, chunk_layers=chunk_layers)
-    result = fit_classifier(acts, select, score, aggregation=aggregation)
-    console = Console()
-    b = result.best_single
-    console.print(f"best single neuron: layer {b['layer']}, neuron {b['neuron']}: "
-                  + ", ".join(f"{m} {b[m]:.4f}" for m in ("accuracy", "precision", "recall", "f1")))
-    yes_col = f"{'vote' if aggregation == 'fraction' else aggregation}_yes_ratio"
-    table = Table(title=f"SNt sweep on the probing set ({metric})")
-    for col in ("SNt", "K", "layers", "L*", "vote acc", "vote F1", "mean acc", "mean F1", "yes ratio"):
-        table.add_column(col, justify="right")
-    for r in result.sweep:
-        style = "bold green" if result.chosen is r else None
-        if not r["k"]:
-            table.add_row(f"{r['snt']:.3f}", "0", "-", "-", "-", "-", "-", "-", "-")
-            continue
-        table.add_row(f"{r['snt']:.3f}", str(r["k"]), str(r["num_layers"]), str(r["exit_layer"]),
-                      f"{r['vote_accuracy']:.4f}", f"{r['vote_f1']:.4f}", f"{r['mean_accuracy']:.4f}",
-                      f"{r['mean_f1']:.4f}", f"{r[yes_col]:.3f}", style=style)
-    console.print(table)
-    clf = result.classifier
-    per_layer = Table(title=f"{clf.sns.k} Super Neurons per layer (L* = {clf.exit_layer})")
-    per_layer.add_column("layer", justify="right")
-    per_layer.add_column("SNs", justify="right")
-    per_layer.add_column("best neurons", justify="left")
-    for layer, count in clf.sns.per_layer().items():
-        sel = clf.sns.layers == layer
-        best = ", ".join(f"{int(n)} ({float(s):.3f})" for n, s in zip(clf.sns.neurons[sel][:5], clf.sns.scores[sel][:5],
-                                                                       strict=True))
-        per_layer.add_row(str(layer), str(count), best)
-    console.print(per_layer)
-    paths = clf.save(out)
-    how = f"SNt {clf.sns.snt}" if clf.sns.snt is not None else f"top {clf.sns.top_k}"
-    console.print(f"[green]wrote[/] {', '.join(str(p) for p in paths)} ({how}, {clf.aggregation}, L* = {clf.exit_layer})")
+    with output_lock(out, what="classifier folder"):  # held for the whole run: one writer per folder
+        select = SelectConfig(metric=metric, snt=snt, top_k=top_k, max_layer=max_layer, step=step, depth=depth,
+                              choose_by=choose_by)
+        score = ScoreConfig(alpha=alpha, polarity=polarity, per_neuron_alpha=per_neuron_alpha, chunk_layers=chunk_layers)
+        result = fit_classifier(ActivationStore(acts, verify=verify), select, score, aggregation=aggregation)
+        console = Console()
+        b = result.best_single
+        console.print(f"best single neuron: layer {b['layer']}, neuron {b['neuron']}: "
+                      + ", ".join(f"{m} {b[m]:.4f}" for m in ("accuracy", "precision", "recall", "f1")))
+        yes_col = f"{'vote' if aggregation == 'fraction' else aggregation}_yes_ratio"
+        table = Table(title=f"SNt sweep on the probing set ({metric})")
+        for col in ("SNt", "K", "layers", "L*", "vote acc", "vote F1", "mean acc", "mean F1", "yes ratio"):
+            table.add_column(col, justify="right")
+        for r in result.sweep:
+            style = "bold green" if result.chosen is r else None
+            if not r["k"]:
+                table.add_row(f"{r['snt']:.3f}", "0", "-", "-", "-", "-", "-", "-", "-")
+                continue
+            table.add_row(f"{r['snt']:.3f}", str(r["k"]), str(r["num_layers"]), str(r["exit_layer"]),
+                          f"{r['vote_accuracy']:.4f}", f"{r['vote_f1']:.4f}", f"{r['mean_accuracy']:.4f}",
+                          f"{r['mean_f1']:.4f}", f"{r[yes_col]:.3f}", style=style)
+        console.print(table)
+        clf = result.classifier
+        per_layer = Table(title=f"{clf.sns.k} Super Neurons per layer (L* = {clf.exit_layer})")
+        per_layer.add_column("layer", justify="right")
+        per_layer.add_column("SNs", justify="right")
+        per_layer.add_column("best neurons", justify="left")
+        for layer, count in clf.sns.per_layer().items():
+            sel = clf.sns.layers == layer
+            best = ", ".join(f"{int(n)} ({float(s):.3f})" for n, s in zip(clf.sns.neurons[sel][:5], clf.sns.scores[sel][:5],
+                                                                           strict=True))
+            per_layer.add_row(str(layer), str(count), best)
+        console.print(per_layer)
+        paths = clf.save(out, lock=False)
+        how = f"SNt {clf.sns.snt}" if clf.sns.snt is not None else f"top {clf.sns.top_k}"
+        console.print(f"[green]wrote[/] {', '.join(str(p) for p in paths)} ({how}, {clf.aggregation}, L* = {clf.exit_layer})")
 
 
 def register(app: typer.Typer) -> None:

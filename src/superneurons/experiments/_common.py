@@ -11,7 +11,6 @@ The cache of model work (activation stores, generated answers) is `workspace.Wor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from superneurons.config import CaptureConfig, SelectConfig
 from superneurons.constants import MAX_NEW_TOKENS, METRICS, SNT_DEPTH, SNT_STEP, Metric, Token
 from superneurons.errors import DataError
 from superneurons.scoring.metrics import binary_metrics
+from superneurons.utils.files import json_text
 from superneurons.utils.optional import require_matplotlib as _require_matplotlib
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class ExperimentResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         js, md = out / RESULT_JSON.format(name=self.name), out / RESULT_MD.format(name=self.name)
-        js.write_text(json.dumps(self.to_dict(), indent=1, default=_jsonable) + "\n", encoding="utf-8")
+        js.write_text(json_text(self.to_dict(), 1, default=_jsonable) + "\n", encoding="utf-8")
         md.write_text(self.to_markdown(), encoding="utf-8")
         self.files = [js, md, *self.figures]
         return [js, md]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from superneurons.experiments._common import CACHE_DIR, Dataset, ExperimentOptions, ExperimentResult
 from superneurons.experiments.registry import get_experiment
 from superneurons.experiments.workspace import Workspace
+from superneurons.utils.files import json_text
 
 if TYPE_CHECKING:
     from superneurons.data.samples import Sample
@@ -116,5 +117,5 @@ def run_demo_experiments(vlm: VLM, families: Mapping[str, tuple[Sequence[Sample]
     index = {"experiments": {n: {"title": r.title, "paper": r.paper, "files": [p.name for p in r.files]}
                              for n, r in results.items()},
              "skipped": skipped, "quick": quick, "model": vlm.name_or_path}
-    (out / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    (out / INDEX_FILE).write_text(json_text(index) + "\n", encoding="utf-8")
     return results

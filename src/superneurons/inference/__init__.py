@@ -4,6 +4,7 @@
 |---|---|
 | aggregation.py | vote / mean / fraction of the K SN activations, the agreement rate (eq. 7) |
 | classifier.py | `SuperNeuronClassifier` (save / load / predict / from_pretrained / push_to_hub), `fit_classifier`, prediction files |
+| saved.py | checks of a saved classifier's files on load (readable, complete, finite, valid fields) |
 | hub.py | Hugging Face Hub I/O: a classifier's snapshot (one subfolder per classifier), its model card, the push |
 | cascade.py | SNs when sure, the same forward resumed to the model's answer when not |
 | answer.py | `predict`: the classifier, or the cascade when a margin is set |

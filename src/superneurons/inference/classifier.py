@@ -19,7 +19,7 @@ Hub repo (one subfolder per classifier) and `push_to_hub` publishes one with a m
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +44,13 @@ from superneurons.data.question_format import QuestionFormat
 from superneurons.errors import DataError, ModelError
 from superneurons.inference.aggregation import aggregate
 from superneurons.inference.hub import classifier_folder, push_classifier
+from superneurons.inference.saved import read_tensors
 from superneurons.models.fingerprint import same_weights
 from superneurons.models.loading import load_model
 from superneurons.selection.driver import fit
 from superneurons.selection.sets import SuperNeurons
-from superneurons.utils.files import read_json
+from superneurons.utils.files import atomic_write_bytes, json_text, read_json, write_json
+from superneurons.utils.locking import output_lock
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -218,26 +220,30 @@ class SuperNeuronClassifier:
                 "question_format": None if self.question_format is None else self.question_format.to_dict(),
                 "weights": CLASSIFIER_WEIGHTS, "meta": self.meta}
 
-    def save(self, directory: str | Path) -> list[Path]:
-        """Write `classifier.safetensors` + `classifier.json` into `directory`; return both paths."""
-        from safetensors.torch import save_file
+    def save(self, directory: str | Path, *, lock: bool = True) -> list[Path]:
+        """Write `classifier.safetensors` + `classifier.json` into `directory` (each atomically); return both.
+
+        The folder is locked while it is written (`output_lock`); pass `lock=False` when the caller
+        already holds its lock (`select` holds it for the whole run).
+        """
+        from safetensors.torch import save
 
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         s = self.sns
         tensors = {"layers": s.layers.long(), "neurons": s.neurons.long(), "alpha": s.alpha.to(torch.float64),
                    "rule": s.rule.to(torch.int8), "scores": s.scores.to(torch.float64)}
         weights, config = out / CLASSIFIER_WEIGHTS, out / CLASSIFIER_CONFIG
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights),
-                  metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
-        config.write_text(json.dumps(self.to_config(), indent=1) + "\n", encoding="utf-8")
+        with output_lock(out, what="classifier folder") if lock else contextlib.nullcontext():
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(weights, save({k: v.contiguous() for k, v in tensors.items()},
+                                             metadata={"format": "pt", "format_version": str(FORMAT_VERSION)}))
+            write_json(config, self.to_config())
         return [weights, config]
 
     @classmethod
     def load(cls, directory: str | Path) -> SuperNeuronClassifier:
-        """Read a classifier written by `save`; a missing or inconsistent file raises a DataError."""
-        from safetensors.torch import load_file
-
+        """Read a classifier written by `save`; a missing, damaged or invalid file raises a DataError naming
+        it (`superneurons.inference.saved` checks every field)."""
         d = Path(directory)
         weights, config = d / CLASSIFIER_WEIGHTS, d / CLASSIFIER_CONFIG
         for p in (config, weights):
@@ -245,24 +251,18 @@ class SuperNeuronClassifier:
                 raise DataError(f"{d} has no {p.name}: not a classifier folder; create one with "
                                 "`superneurons select --out DIR`")
         cfg = read_json(config, DataError, "select again to rewrite it")
-        if cfg.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{config}: classifier format {cfg.get('format_version')!r} is not {FORMAT_VERSION}; "
-                            "select again with this library version")
-        t = load_file(str(weights))
-        missing = [k for k in _TENSORS if k not in t]
-        if missing:
-            raise DataError(f"{weights} lacks tensor(s) {missing}; the file is damaged: select again")
-        if len({t[k].numel() for k in _TENSORS}) != 1 or t["layers"].numel() != cfg.get("k"):
-            raise DataError(f"{weights}: tensors disagree on the number of SNs (config says k={cfg.get('k')}); "
-                            "the files do not belong together: select again")
+        t = read_tensors(weights, cfg, FORMAT_VERSION, _TENSORS, config)
         sns = SuperNeurons(layers=t["layers"].long(), neurons=t["neurons"].long(), scores=t["scores"],
                            alpha=t["alpha"], rule=t["rule"].to(torch.int8), metric=cfg.get("metric", "accuracy"),
                            snt=cfg.get("snt"), top_k=cfg.get("top_k"), max_layer=cfg.get("max_layer"))
-        clf = cls(sns=sns, fingerprint=dict(cfg["fingerprint"]), prompt_template=cfg["prompt_template"],
-                  token=cfg.get("token", "first"), aggregation=cfg.get("aggregation", "mean"),
-                  model=cfg.get("model", ""), meta=dict(cfg.get("meta") or {}),
-                  model_revision=cfg.get("model_revision"),
-                  question_format=QuestionFormat.from_dict(cfg.get("question_format")))
+        try:
+            clf = cls(sns=sns, fingerprint=dict(cfg["fingerprint"]), prompt_template=cfg["prompt_template"],
+                      token=cfg.get("token", "first"), aggregation=cfg.get("aggregation", "mean"),
+                      model=cfg.get("model", ""), meta=dict(cfg.get("meta") or {}),
+                      model_revision=cfg.get("model_revision"),
+                      question_format=QuestionFormat.from_dict(cfg.get("question_format")))
+        except (DataError, ModelError) as exc:
+            raise DataError(f"{config}: {exc}") from None
         if cfg.get("exit_layer") != clf.exit_layer:
             raise DataError(f"{config}: exit_layer {cfg.get('exit_layer')} does not match the SN layers "
                             f"(deepest {clf.exit_layer}); the files do not belong together: select again")
@@ -342,5 +342,5 @@ def write_predictions(path: str | Path, samples: Sequence[Sample], output: Class
                 rec["label"] = s.label
             if paths is not None:
                 rec["path"] = paths[i]
-            fh.write(json.dumps(rec) + "\n")
+            fh.write(json_text(rec, None) + "\n")
     return path

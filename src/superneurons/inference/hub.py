@@ -249,7 +249,7 @@ def push_classifier(clf: SuperNeuronClassifier, repo_id: str, subfolder: str | N
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="superneurons-push-") as tmp:
-            clf.save(tmp)
+            clf.save(tmp, lock=False)  # a private temporary folder: no lock file uploaded
             card.save(Path(tmp) / MODEL_CARD)
             info = api.upload_folder(repo_id=repo_id, folder_path=tmp, path_in_repo=sub,
                                      commit_message=commit_message or f"Add Super Neuron classifier {sub or ''}".strip())

@@ -10,7 +10,6 @@ writes nothing; `write_report(results, out_dir)` writes the three outputs. Both 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from superneurons.report.disclosure import training_disclosure
 from superneurons.report.document import Bullets, Document, Figure, Section, SimpleTable
 from superneurons.report.html import write_html
 from superneurons.report.tables import bench_table, early_sets, family_label, table1, table2, table5
+from superneurons.utils.files import json_text
 
 
 def _pct(v: float | None) -> str:
@@ -45,9 +45,12 @@ def summary_bullets(results: dict[str, Any]) -> list[str]:
     gen = fr[t5]["val"]["methods"].get("model_generation", {}).get("accuracy") if t5 in fr else None
     for e in early_sets(fr[t5]) if gen else []:
         best = max(e["val"]["methods"]["sns_mean"]["accuracy"], e["val"]["methods"]["sns_vote"]["accuracy"])
+        verdict = ("matches or beats the model" if best >= gen else
+                   "does not reach the model" if best - 0.5 > 0.05 else "is at chance: no early exit on this model")
         out.append(f"Early exit on {t5}: the best SN set with L* <= {e['max_layer']} (L* = "
                    f"{e['val']['classifier']['exit_layer']}, K = {e['val']['classifier']['k']}) reaches "
-                   f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}.")
+                   f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}: "
+                   f"early exit at L* <= {e['max_layer']} {verdict}.")
     bench = results.get("bench")
     if bench:
         s = bench["summary"]
@@ -191,5 +194,5 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     md.write_text(doc.to_markdown(FIGURE_DIR), encoding="utf-8")
     html_path = write_html(doc, out / REPORT_HTML)
     js = out / RESULTS_JSON
-    js.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    js.write_text(json_text(results, 1, default=str) + "\n", encoding="utf-8")
     return {"html": html_path, "markdown": md, "json": js, "figures": fig_dir}

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def finite_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None, so it serialises as valid JSON (null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 1, default: Callable[[Any], Any] | None = None) -> str:
+    """`obj` as strict JSON text: NaN and Infinity (not JSON) become null. `default` as in `json.dumps`."""
+    if default is not None:  # what `default` returns may hold non-finite floats too
+        obj = json.loads(json.dumps(obj, default=default))
+    return json.dumps(finite_json(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
-    """`obj` as JSON (UTF-8, a final newline), written atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+    """`obj` as strict JSON (UTF-8, a final newline; NaN/Infinity written as null), written atomically."""
+    return atomic_write_bytes(path, (json_text(obj, indent) + "\n").encode())
 
 
 def read_json(path: str | Path, error: type[Exception], fix: str, prefix: str = "") -> Any:
