@@ -119,7 +119,7 @@ def test_the_cycle_check_sees_function_local_imports():
 def test_arrows_point_down_the_pipeline():
     """Lower steps never import higher ones (the rows below are the allowed direction)."""
     order = ["constants", "errors", "config", "utils", "data", "models", "activations", "scoring", "selection",
-             "inference", "evaluation", "experiments", "report", "synth", "integrations", "cli"]
+             "inference", "evaluation", "experiments", "report", "study", "synth", "integrations", "cli"]
     rank = {step: i for i, step in enumerate(order)}
 
     def step(module: str) -> str | None:
@@ -184,7 +184,7 @@ def test_public_names_are_what_they_say_after_every_module_is_imported():
     assert all(callable(f) and not isinstance(f, types.ModuleType) for f in (capture, evaluate, predict, probe))
 
 
-@pytest.mark.parametrize("package", ["activations", "scoring", "selection", "inference", "evaluation", "models",
+@pytest.mark.parametrize("package", ["activations", "scoring", "selection", "inference", "evaluation", "models", "study",
                                      "integrations"])
 def test_every_subpackage_says_what_each_module_owns(package):
     doc = importlib.import_module(f"superneurons.{package}").__doc__ or ""

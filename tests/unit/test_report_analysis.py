@@ -53,6 +53,16 @@ def test_analyse_probe_finds_planted_neurons():
     assert min(r["snt"] for r in s["ar_curve"]) >= 1.0 - 0.25 - 1e-9
 
 
+def test_analyse_probe_selects_one_early_exit_set_per_cap():
+    acts, y, model = _planted()
+    pa = analyse_probe(acts, model.tolist(), labels=y, early_max_layer=[1, 2, 3])
+    assert [cap for cap, _ in pa.early_sets] == [1, 2]  # 3 is the last layer: no early exit below it
+    assert [e["max_layer"] for e in pa.summary["early_sets"]] == [1, 2]
+    assert all(int(sns.layers.max()) <= cap for cap, sns in pa.early_sets)
+    assert pa.early is pa.early_sets[0][1] and pa.summary["early"] is pa.summary["early_sets"][0]
+    assert analyse_probe(acts, model.tolist(), labels=y, early_max_layer=[3]).summary["early_sets"] == []
+
+
 def test_analyse_probe_checks_inputs():
     acts, y, model = _planted()
     with pytest.raises(DataError, match="labels are missing"):

@@ -38,3 +38,21 @@ def test_run_demo_checks_options(tmp_path):
         run_demo(tmp_path, n_probe=2)
     with pytest.raises(DataError, match="unknown question family"):
         run_demo(tmp_path, families=["colour"])
+
+
+def test_the_demo_writes_its_experiments_as_study_tables():
+    from superneurons.study.spec import _experiments
+    from superneurons.synth import ALL_FAMILIES
+    from superneurons.synth.demo import demo_experiments
+
+    tables, left_out = demo_experiments("all", False, ALL_FAMILIES)
+    assert list(tables) == ["savs", "nshot", "shuffled", "prompts", "transfer", "metric", "token", "overlap",
+                            "probe-size"] and not left_out
+    assert tables["shuffled"] == {"datasets": ["presence"], "relabel": "synth-presence"}
+    assert tables["prompts"]["alternatives"] == ["hiding", "occluding"] and "datasets" not in tables["savs"]
+    assert _experiments(tables, "study") == tables  # a valid [options.experiments] value
+    core, left_out = demo_experiments("core", True, ["presence", "depth"])
+    assert list(core) == ["overlap", "probe-size"] and core["probe-size"]["sizes"] == [10, 40, 100, 3000]
+    some, left_out = demo_experiments("all", True, ["depth", "spatial"])
+    assert "shuffled" not in some and any(line.startswith("shuffled: needs family presence") for line in left_out)
+    assert demo_experiments("none", True, ["presence"]) == ({}, [])

@@ -73,10 +73,23 @@ def test_markdown_and_figure_files(tmp_path):
 
 def test_summary_counts_families_matching_the_model():
     bullets = summary_bullets(fake_results())
-    assert "**2 of 2** families (presence, counting)" in bullets[0]
+    assert "**2 of 2** datasets (presence, counting)" in bullets[0]
     assert any("Early exit on presence" in b and "106%" in b and "L* <= 1 matches or beats the model" in b
                for b in bullets)  # 0.85 / 0.80
     assert any("95.2x faster than generate(128)" in b and "1.05x the bare hooked exit" in b for b in bullets)
+
+
+def test_summary_names_each_early_exit_set_and_the_training_disclosure():
+    res = fake_results()
+    assert not any("trained" in b for b in summary_bullets(res))  # no training.json: nothing to disclose
+    fr = res["family"]["presence"]
+    second = {**fr["early"], "max_layer": 2, "val": {**fr["early"]["val"], "classifier": {"k": 4, "exit_layer": 2}}}
+    fr["early_sets"] = [fr["early"], second]
+    res["model_training"] = {"disclosure": "The demo model was trained on the synthetic benchmark's train split."}
+    bullets = summary_bullets(res)
+    assert bullets[0] == res["model_training"]["disclosure"]
+    assert [b.split("(")[0] for b in bullets if b.startswith("Early exit")] == \
+        ["Early exit on presence: the best SN set with L* <= 1 ", "Early exit on presence: the best SN set with L* <= 2 "]
 
 
 def test_summary_says_plainly_when_early_exit_falls_short():

@@ -74,6 +74,18 @@ def test_table5_runtime_and_speedup():
     assert _row(t, "SNs", "SNt = 88% (maj. vote)").cells[2].best  # best accuracy 85.0
 
 
+def test_table5_shows_every_early_exit_set():
+    res = fake_results()
+    fr = res["family"]["presence"]
+    later = {**fr["early"], "max_layer": 2, "chosen": {**fr["early"]["chosen"], "snt": 0.84},
+             "val": {**fr["early"]["val"], "classifier": {"k": 5, "exit_layer": 2}}}
+    fr["early_sets"] = [fr["early"], later]
+    names = [r.method for r in table5(res, "presence").rows]
+    assert names[-4:] == ["L* <= 1, SNt = 80% (maj. vote)", "L* <= 1, SNt = 80% (mean)",
+                          "L* <= 2, SNt = 84% (maj. vote)", "L* <= 2, SNt = 84% (mean)"]
+    assert _row(table5(res, "presence"), "SNs", "L* <= 2, SNt = 84% (mean)").cells[1].text == "2"
+
+
 def test_renderers_agree():
     t = table2(fake_results())
     md = t.to_markdown()

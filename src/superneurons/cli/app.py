@@ -23,7 +23,9 @@ _COMMAND_MODULES: list[str] = [
     "predict",
     "probe",
     "push",
+    "report",
     "select",
+    "study",
     "synth",
 ]
 

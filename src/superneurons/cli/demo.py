@@ -4,8 +4,10 @@
         [--experiments all|core|none] [--no-cascade] [--no-bench] [--batch-size B] [--max-new-tokens 128]
         [--device auto] [--threads T]
 
-Writes DIR/report.html (self-contained), DIR/report.md, DIR/results.json and DIR/figures/, and
-prints Tab. 1, Tab. 2, Tab. 5 and the runtime comparison.
+The demo is a study: it writes the synthetic benchmark and DIR/study.toml, then runs
+`superneurons study` on it (edit the file and rerun `superneurons study DIR/study.toml --out DIR`;
+finished steps are reused). Writes DIR/report.html (self-contained), DIR/report.md,
+DIR/results.json and DIR/figures/, and prints Tab. 1, Tab. 2, Tab. 5 and the runtime comparison.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def demo_command(
     from rich.console import Console
     from rich.markup import escape
 
-    from superneurons.report.tables import bench_table, table1, table2, table5
+    from superneurons.cli.study import print_tables
     from superneurons.synth.demo import run_demo
 
     if threads is not None:
@@ -52,15 +54,10 @@ def demo_command(
                      n_val=n_val, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
                      experiments=experiments, cascade=cascade, bench=bench)
     results = json.loads(paths["json"].read_text(encoding="utf-8"))
-    console = Console()
-    if not console.is_terminal:  # a log or CI: do not squeeze the tables into 80 columns
-        console = Console(width=160)
-    for table in (table1(results), table2(results), table5(results, results.get("tab5_family"))):
-        console.print(table.to_rich())
-    if results.get("bench"):
-        console.print(bench_table(results["bench"]).to_rich())
-    console.print(f"[green]wrote[/] {escape(str(paths['html']))}, {escape(str(paths['markdown']))}, {escape(str(paths['json']))} "
-                  f"in {results['meta']['seconds'] / 60:.1f} min")
+    print_tables(results)
+    Console().print(escape(f"wrote {paths['html']}, {paths['markdown']}, {paths['json']} "
+                           f"in {results['meta']['seconds'] / 60:.1f} min; edit {paths['study']} and rerun it with "
+                           f"`superneurons study {paths['study']} --out {paths['out']}`"))
 
 
 def register(app: typer.Typer) -> None:

@@ -68,7 +68,7 @@ def synth_presence_truth(sample: Sample) -> str | None:
     return "yes" if (m.group(1), m.group(2)) in objects else "no"
 
 
-def _plan(quick: bool) -> list[tuple[str, list[str], dict[str, Any]]]:
+def demo_plan(quick: bool) -> list[tuple[str, list[str], dict[str, Any]]]:
     """(experiment, families in order, params). A family list of ["*"] means every family."""
     return [
         ("savs", ["presence"] if quick else ["*"], {}),
@@ -102,7 +102,7 @@ def run_demo_experiments(vlm: VLM, families: Mapping[str, tuple[Sequence[Sample]
     results: dict[str, ExperimentResult] = {}
     skipped: dict[str, str] = {}
     with Workspace(vlm, options, out / CACHE_DIR) as ws:
-        for name, wanted, params in _plan(quick):
+        for name, wanted, params in demo_plan(quick):
             if only is not None and name not in only:
                 continue
             exp = get_experiment(name)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from superneurons.activations.probing import probe
-from superneurons.constants import ANSWER_AGGREGATIONS, Aggregation, Metric, Token
+from superneurons.constants import ANSWER_AGGREGATIONS, MANIFEST_NAME, Aggregation, Metric, Token
 from superneurons.errors import DataError
 from superneurons.evaluation.baselines import generate_answers, parse_answers
 from superneurons.experiments._common import ExperimentOptions, labels_of, metric_row
@@ -127,7 +127,8 @@ class Workspace:
     """A model + options + a cache folder shared by experiments (see the module docstring).
 
     With `cache_dir=None` a temporary folder is used and removed by `close()` (or on leaving a
-    `with` block).
+    `with` block). `rank_split=False` captures in this process alone even under a multi-process
+    launcher (a driver whose other ranks have already left).
     """
 
     def __init__(self, vlm: VLM, options: ExperimentOptions | None = None, cache_dir: str | Path | None = None):
@@ -137,6 +138,7 @@ class Workspace:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self._tmp)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._answers: dict[str, ModelRun] = {}
+        self.rank_split = True
 
     def __enter__(self) -> Workspace:
         return self
@@ -149,22 +151,31 @@ class Workspace:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def _model_key(self) -> list[Any]:
+    def model_key(self) -> list[Any]:
+        """What identifies the model in cache keys: config hash, prompt template, dtype, weight sketch."""
         return [self.vlm.fingerprint.get("config_hash"), self.vlm.prompt_template, str(self.vlm.dtype),
                 self.vlm.fingerprint.get("weights")]
 
     def store(self, samples: Sequence[Sample], token: Token | None = None) -> ActivationStore:
         """The activation store of `samples` (all layers) at `token`, captured once and cached."""
         token = token or self.options.token
-        key = samples_key(samples, *self._model_key(), token, self.options.max_new_tokens, self.options.store_dtype)
+        key = samples_key(samples, *self.model_key(), token, self.options.max_new_tokens, self.options.store_dtype)
         out = self.cache_dir / STORE_DIR.format(token=token, key=key)
+        if (out / MANIFEST_NAME).is_file():  # finished before (by this process or every rank of a launcher)
+            from superneurons.activations.store import ActivationStore
+            from superneurons.errors import StoreError
+
+            try:
+                return ActivationStore(out)
+            except StoreError:  # unfinished: resume it below
+                pass
         return probe(self.vlm, list(samples), out, token=token, dtype=self.options.store_dtype,
                      batch_size=self.options.batch_size, progress=self.options.progress,
-                     max_new_tokens=self.options.max_new_tokens, require_labels=False)
+                     max_new_tokens=self.options.max_new_tokens, require_labels=False, rank_split=self.rank_split)
 
     def model_answers(self, samples: Sequence[Sample]) -> ModelRun:
         """The model's greedy answers (POPE parser, paper Sec. 4.2), generated once and cached."""
-        key = samples_key(samples, *self._model_key(), self.options.max_new_tokens, "generate")
+        key = samples_key(samples, *self.model_key(), self.options.max_new_tokens, "generate")
         if key in self._answers:
             return self._answers[key]
         path = self.cache_dir / ANSWERS_FILE.format(key=key)

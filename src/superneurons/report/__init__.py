@@ -1,4 +1,4 @@
-"""Reports: the paper's tables and figures from the demo's results, as Markdown and self-contained HTML.
+"""Reports: the paper's tables and figures from a study's results, as Markdown and self-contained HTML.
 
 | module | what it owns |
 |---|---|
@@ -8,7 +8,7 @@
 | html.py | `render_html` / `write_html`: one HTML file, inline CSS, figures as base64 PNG |
 | analysis.py | per-family numbers: Alg. 1 on a probing store, Alg. 2 on validation with the baselines |
 | build.py | results dict -> `Document` -> report.md, report.html, figures/, results.json |
-| demo.py | `run_demo`: the `superneurons demo` pipeline on the shipped model |
+| disclosure.py | `training_disclosure`: how a local model was trained (its training.json), for the summary |
 | cascade_plot.py | the cascade sweep figure (`superneurons.cascade`) |
 
 matplotlib is optional (`pip install superneurons[report]`); it is imported only when a figure
@@ -24,7 +24,8 @@ _LAZY: dict[str, str] = {
     "Cell": "tables", "Row": "tables", "Table": "tables", "table1": "tables", "table2": "tables",
     "table5": "tables", "bench_table": "tables", "Document": "document", "Section": "document",
     "Figure": "document", "Bullets": "document", "SimpleTable": "document", "render_html": "html",
-    "write_html": "html", "build_document": "build", "write_report": "build", "run_demo": "demo",
+    "write_html": "html", "build_document": "build", "write_report": "build",
+    "training_disclosure": "disclosure",
     "analyse_probe": "analysis",
 }
 

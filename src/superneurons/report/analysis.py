@@ -15,7 +15,7 @@ generated answers on the same samples (as `superneurons.experiments.overlap.beat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,22 +37,28 @@ METRIC = "accuracy"
 
 @dataclass
 class ProbeAnalysis:
-    """`summary` (JSON-able) plus the selected SN sets (chosen SNt; early-exit set or None)."""
+    """`summary` (JSON-able) plus the selected SN sets (chosen SNt; the first cap's early-exit set or
+    None; every cap's early-exit set as (cap, set))."""
 
     summary: dict[str, Any]
     sns: SuperNeurons
     early: SuperNeurons | None
+    early_sets: list[tuple[int, SuperNeurons]] = field(default_factory=list)
 
 
 def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | Sequence[int] | None = None, *,
                   alpha: float = 0.0, step: float = SNT_STEP, depth: float = SNT_DEPTH,
-                  choose_by: str = CHOOSE_BY, early_max_layer: int | None = 2, ar_span: float = AR_SPAN,
-                  alphas: Sequence[float] = DEFAULT_ALPHAS) -> ProbeAnalysis:
+                  choose_by: str | None = None, early_max_layer: int | Sequence[int] | None = 2,
+                  ar_span: float = AR_SPAN, alphas: Sequence[float] = DEFAULT_ALPHAS,
+                  metric: str = METRIC) -> ProbeAnalysis:
     """Alg. 1 (`selection.fit`) and the probe-set figures for one family (see the module docstring).
 
     `acts` is an activation store or a `Tensor[N, L, D]`; `labels` (1/0 per sample) default to
     the store's; `model_preds` are the model's parsed answers (1/0) on the same samples, in order.
-    The early-exit set is None when no neuron in layers <= `early_max_layer` passes the sweep.
+    `metric` is what SNt is optimised for (chosen by the majority vote's `metric` unless `choose_by`).
+    `early_max_layer`: one cap or several; per cap, the SN set restricted to layers <= it
+    (`early_sets`, `summary["early_sets"]`; caps with no neuron passing the sweep are left out);
+    `early` / `summary["early"]` is the first cap's set or None.
     """
     if labels is None:
         if not hasattr(acts, "labels"):
@@ -64,13 +70,14 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
         raise DataError(f"{preds.numel()} model answers for {y.numel()} probe samples; answer every sample")
     model = binary_metrics(preds, y)
     score = ScoreConfig(alpha=alpha)
-    sel = SelectConfig(metric=METRIC, step=step, depth=depth, choose_by=choose_by)
+    sel = SelectConfig(metric=metric, step=step, depth=depth,  # type: ignore[arg-type]
+                       choose_by=choose_by or (CHOOSE_BY if metric == METRIC else f"vote_{metric}"))
     found = fit(acts, sel, score, labels=y, model_preds=preds, keep_within=ar_span)
     scores = found.probe.scores
     layer_ids = scores.layers
     best_sn = {m: best_single(scores, m) for m in (METRIC, "f1")}
-    best = float(scores[METRIC].max())
-    ar_curve = snt_sweep(found.probe, metric=METRIC, snts=snt_candidates(best, step, ar_span), model_preds=preds)
+    best = float(scores[metric].max())
+    ar_curve = snt_sweep(found.probe, metric=metric, snts=snt_candidates(best, step, ar_span), model_preds=preds)
     beats = scores[METRIC] > model["accuracy"]  # [L, D]
     li, di = beats.nonzero(as_tuple=True)
     n_layers = max(layer_ids) + 1
@@ -84,19 +91,24 @@ def analyse_probe(acts: Any, model_preds: Sequence[int], labels: torch.Tensor | 
         "beating": {"count": int(beats.sum()), "per_layer": per_layer,
                     "neurons": [[layer_ids[int(a)], int(b)] for a, b in zip(li, di, strict=True)]},
         "alpha_sweep": alpha_sweep(acts, y, alphas=alphas, metric=METRIC),
-        "early": None,
+        "early": None, "early_sets": [],
     }
-    early = None
-    if early_max_layer is not None and early_max_layer < max(layer_ids):
-        sel_e = replace(sel, max_layer=early_max_layer)
+    caps = [] if early_max_layer is None else [early_max_layer] if isinstance(early_max_layer, int) \
+        else list(early_max_layer)
+    sets: list[tuple[int, SuperNeurons]] = []
+    for cap in caps:
+        if cap >= max(layer_ids):
+            continue
         try:
-            found_e = fit(acts, sel_e, score, labels=y, model_preds=preds)
+            found_e = fit(acts, replace(sel, max_layer=cap), score, labels=y, model_preds=preds)
         except NoSuperNeurons:
-            found_e = None
-        if found_e is not None:
-            early = found_e.sns
-            summary["early"] = {"max_layer": early_max_layer, "sweep": found_e.sweep, "chosen": found_e.chosen}
-    return ProbeAnalysis(summary=summary, sns=found.sns, early=early)
+            continue
+        sets.append((cap, found_e.sns))
+        summary["early_sets"].append({"max_layer": cap, "sweep": found_e.sweep, "chosen": found_e.chosen})
+    early = sets[0][1] if sets and caps and sets[0][0] == caps[0] else None
+    if early is not None:
+        summary["early"] = summary["early_sets"][0]
+    return ProbeAnalysis(summary=summary, sns=found.sns, early=early, early_sets=sets)
 
 
 def families_matching_model(results: dict[str, Any]) -> list[str]:

@@ -1,11 +1,11 @@
-"""Turn the demo's `results` dict into the report: `Document` -> report.md, report.html, figures/*.png.
+"""Turn a study's `results` dict (`superneurons.study.run_study`; the demo is one) into the report: `Document` -> report.md, report.html, figures/*.png.
 
 `build_document(results, out_dir)` draws the figures from `results` (and embeds the PNGs the
 experiments and the cascade sweep wrote under `out_dir`), lays out the paper's tables, and
 writes nothing; `write_report(results, out_dir)` writes the three outputs. Both work from a
 `results.json` read back, so a report can be rebuilt without running the model again:
 
-    >>> write_report(json.loads(Path("demo/results.json").read_text()), "demo")   # doctest: +SKIP
+    >>> write_report(json.loads(Path("out/results.json").read_text()), "out")   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 from superneurons.constants import FIGURE_DIR, REPORT_HTML, REPORT_MD, RESULTS_JSON
 from superneurons.report import figures as F
 from superneurons.report.analysis import families_matching_model
+from superneurons.report.disclosure import training_disclosure
 from superneurons.report.document import Bullets, Document, Figure, Section, SimpleTable
 from superneurons.report.html import write_html
-from superneurons.report.tables import bench_table, family_label, table1, table2, table5
+from superneurons.report.tables import bench_table, early_sets, family_label, table1, table2, table5
 from superneurons.utils.files import json_text
 
 
@@ -31,25 +32,25 @@ def summary_bullets(results: dict[str, Any]) -> list[str]:
     fams = list(results["families"])
     fr = results["family"]
     out = []
+    disclosure = training_disclosure(results.get("model_training"))
+    if disclosure:
+        out.append(disclosure)
     wins = families_matching_model(results)
     out.append(f"SNs (mean or majority vote) match or beat the model's generated answers in validation accuracy "
-               f"on **{len(wins)} of {len(fams)}** families" + (f" ({', '.join(wins)})." if wins else "."))
+               f"on **{len(wins)} of {len(fams)}** datasets" + (f" ({', '.join(wins)})." if wins else "."))
     accs = ", ".join(f"{f} {_pct(fr[f]['val']['methods'].get('model_generation', {}).get('accuracy'))}"
                      for f in fams)
     out.append(f"Model accuracy (greedy generation, POPE parser) on validation: {accs}.")
-    for f in fams:
-        e = fr[f].get("early")
-        if not (e and e.get("val")):
-            continue
-        gen = fr[f]["val"]["methods"].get("model_generation", {}).get("accuracy")
+    t5 = results.get("tab5_family")
+    gen = fr[t5]["val"]["methods"].get("model_generation", {}).get("accuracy") if t5 in fr else None
+    for e in early_sets(fr[t5]) if gen else []:
         best = max(e["val"]["methods"]["sns_mean"]["accuracy"], e["val"]["methods"]["sns_vote"]["accuracy"])
-        if f == results.get("tab5_family") and gen:
-            verdict = ("matches or beats the model" if best >= gen else
-                       "does not reach the model" if best - 0.5 > 0.05 else "is at chance: no early exit on this model")
-            out.append(f"Early exit on {f}: the best SN set with L* <= {e['max_layer']} (L* = "
-                       f"{e['val']['classifier']['exit_layer']}, K = {e['val']['classifier']['k']}) reaches "
-                       f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}: "
-                       f"early exit at L* <= {e['max_layer']} {verdict}.")
+        verdict = ("matches or beats the model" if best >= gen else
+                   "does not reach the model" if best - 0.5 > 0.05 else "is at chance: no early exit on this model")
+        out.append(f"Early exit on {t5}: the best SN set with L* <= {e['max_layer']} (L* = "
+                   f"{e['val']['classifier']['exit_layer']}, K = {e['val']['classifier']['k']}) reaches "
+                   f"{_pct(best)} accuracy, **{100 * best / gen:.0f}%** of the model's {_pct(gen)}: "
+                   f"early exit at L* <= {e['max_layer']} {verdict}.")
     bench = results.get("bench")
     if bench:
         s = bench["summary"]
@@ -63,8 +64,31 @@ def summary_bullets(results: dict[str, Any]) -> list[str]:
     meta = results["meta"]
     if meta.get("seconds"):
         n = meta.get("threads", "?")
-        out.append(f"The whole demo took {meta['seconds'] / 60:.1f} minutes on {n} CPU thread{'' if n == 1 else 's'}.")
+        out.append(f"The whole run took {meta['seconds'] / 60:.1f} minutes on {n} CPU thread{'' if n == 1 else 's'}"
+                   f" ({meta.get('device', 'cpu')}).")
     return out
+
+
+def setup_lines(results: dict[str, Any]) -> list[str]:
+    """What was run, from the results' own options (the study file's)."""
+    meta = results["meta"]
+    o = meta.get("options") or {}
+    step, depth = o.get("step", 0.01), o.get("depth", 0.03)
+    data = meta.get("data_description") or ("Per dataset, the probing set and the validation set named in the "
+                                            "study file" + (f" ({meta['study_file']})" if meta.get("study_file") else "")
+                                            + ".")
+    caps = meta.get("early_max_layer")
+    caps = [caps] if isinstance(caps, int) else list(caps or [])
+    return [f"Datasets: {', '.join(family_label(f) for f in results['families'])}. {data}",
+            f"Alg. 1: residual stream after every decoder layer at the {o.get('token', 'first')} answer position, "
+            f"alpha = {o.get('alpha', 0.0):g}, every neuron scored; SNt swept from the best neuron down "
+            f"{100 * depth:g} points in {100 * step:g}-point steps and chosen by majority-vote "
+            f"{o.get('metric', 'accuracy')} on the probing set"
+            + (f"; early-exit SN sets restricted to L* <= {', '.join(map(str, caps))}" if caps else "")
+            + ". Alg. 2: the library's `SuperNeuronClassifier.predict` with early exit at L*, aggregated by mean "
+              "and majority vote.",
+            f"Baselines: the model's greedy generation (max {meta.get('max_new_tokens', 128)} new tokens, "
+            "POPE parser) and its first-token yes/no logits."]
 
 
 def _external(out_dir: Path | None, rel: str | None, name: str, title: str, caption: str = "") -> Figure | None:
@@ -79,20 +103,19 @@ def build_document(results: dict[str, Any], out_dir: str | Path | None = None) -
     out = Path(out_dir) if out_dir is not None else None
     meta = results["meta"]
     fams = list(results["families"])
+    where = meta.get("data") or f"{len(fams)} dataset{'s' if len(fams) != 1 else ''}"
     doc = Document(
-        "Super Neurons demo report",
-        f"Model: {meta['model']} ({meta['num_layers']} decoder layers, hidden {meta['hidden_size']}); synthetic "
-        f"benchmark seed {meta['seed']}{' (quick sizes)' if meta.get('quick') else ''}; superneurons "
-        f"{meta.get('library_version', '?')}.")
+        meta.get("title") or "Super Neurons study report",
+        f"Model: {meta['model']} ({meta['num_layers']} decoder layers, hidden {meta['hidden_size']}); {where}; "
+        f"superneurons {meta.get('library_version', '?')}.")
     doc.sections.append(Section("Summary", [Bullets(summary_bullets(results))]))
-    setup = [f"Families: {', '.join(family_label(f) for f in fams)}. Per family, a class-balanced probing set "
-             "(probe split) and a validation set (val split, disjoint scenes) from the synthetic generator.",
-             "Alg. 1: residual stream after every decoder layer at the first answer position (last prompt "
-             "token), alpha = 0, every neuron scored; SNt swept from the best neuron down 3 points in 1-point "
-             "steps and chosen by majority-vote accuracy on the probing set. Alg. 2: the library's "
-             "`SuperNeuronClassifier.predict` with early exit at L*, aggregated by mean and majority vote.",
-             f"Baselines: the model's greedy generation (max {meta.get('max_new_tokens', 128)} new tokens, "
-             "POPE parser) and its first-token yes/no logits."]
+    setup: list[Any] = list(setup_lines(results))
+    if results.get("datasets"):
+        fr = results["family"]
+        setup.append(SimpleTable("Datasets", ["dataset", "probing samples", "validation samples", "probing set",
+                                              "validation set"],
+                                 [[f, str(fr[f]["n_probe"]), str(fr[f]["n_val"]), src["probe"], src["val"]]
+                                  for f, src in results["datasets"].items() if f in fr]))
     doc.sections.append(Section("Setup", setup))
     doc.sections.append(Section("Tab. 1: best single SN (probing set)", [table1(results)]))
     doc.sections.append(Section("Tab. 2: SNs on validation", [table2(results)]))
@@ -101,9 +124,9 @@ def build_document(results: dict[str, Any], out_dir: str | Path | None = None) -
 
     figs: list[Any] = [F.sns_per_layer_figure(results), F.location_figure(results)]
     over = _external(out, results.get("figures", {}).get("overlap"), "appfig2_overlap",
-                     "App. Fig. 2: SN overlap across families",
-                     "Left: on how many families each neuron beats the model; middle: neurons beating it on "
-                     "every family; right: pairwise counts of neurons beating the model on both families.")
+                     "App. Fig. 2: SN overlap across datasets",
+                     "Left: on how many datasets each neuron beats the model; middle: neurons beating it on "
+                     "every dataset; right: pairwise counts of neurons beating the model on both datasets.")
     figs += [over] if over else ["App. Fig. 2 (overlap): not available in this run."]
     figs += [F.agreement_figure(results), F.alpha_figure(results)]
     size = _external(out, results.get("figures", {}).get("probe_size"), "fig5_probe_size",

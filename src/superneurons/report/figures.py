@@ -1,6 +1,6 @@
 """The paper's figures, drawn with matplotlib's object API (Agg canvas, no pyplot, no global state).
 
-Each function reads the demo's `results` dict (see `superneurons.report.demo`) and returns a
+Each function reads a study's `results` dict (see `superneurons.study.run`) and returns a
 `Figure` (PNG bytes + title + caption) for the report:
 
 - `alpha_figure`: best single-neuron probe accuracy vs the threshold alpha (paper Fig. 3a),
@@ -11,7 +11,7 @@ Each function reads the demo's `results` dict (see `superneurons.report.demo`) a
 - `qualitative_figure`: validation examples the SNs answer right and the model wrong (Fig. 6).
 
 Cross-dataset overlap (appendix Fig. 2), probing-set size (Fig. 5) and the cascade sweep are drawn
-by `superneurons.experiments` and `superneurons.report.cascade_plot`; the demo embeds them.
+by `superneurons.experiments` and `superneurons.report.cascade_plot`; the report embeds them.
 matplotlib is optional: `pip install superneurons[report]`.
 """
 

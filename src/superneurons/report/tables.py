@@ -1,6 +1,6 @@
 """The paper's tables (Tab. 1, Tab. 2, Tab. 5) and the runtime comparison, as data + three renderers.
 
-Each builder reads a `results` dict (see `superneurons.synth.demo`) and returns a
+Each builder reads a study's `results` dict (see `superneurons.study.run`) and returns a
 `superneurons.report.tabular.Table`, which renders as a rich table, Markdown and HTML.
 
 Conventions follow the paper: numbers are percentages with one decimal; SN cells carry their
@@ -39,12 +39,14 @@ def table1(results: dict[str, Any]) -> Table:
     """
     fams = list(results["families"])
     fr = results["family"]
+    ref = ("first-token yes/no logits (the study ran without generation)"
+           if any(fr[f].get("model_reference") == "first-token logits" for f in fams)
+           else "greedy generation parsed with the POPE rule")
     t = Table("tab1", "Tab. 1: best single SN on the probing set",
               [family_label(f) for f in fams],
-              caption=f"Probing set ({_sizes(results, 'n_probe')} balanced samples per family). "
+              caption=f"Probing set ({_sizes(results, 'n_probe')} samples per dataset). "
                       "Accuracy and F1 are optimised separately: each row group uses the neuron that is best "
-                      "for that metric. Model = greedy generation parsed with the POPE rule. "
-                      "Location = (layer, neuron), layers 0-based.")
+                      f"for that metric. Model = {ref}. Location = (layer, neuron), layers 0-based.")
     for metric, label in (("accuracy", "Accuracy"), ("f1", "F1")):
         model = [fr[f]["probe"]["model"][metric] for f in fams]
         sn = [fr[f]["probe"]["best_sn"][metric][metric] for f in fams]
@@ -74,10 +76,12 @@ def table2(results: dict[str, Any]) -> Table:
     """
     fams = list(results["families"])
     fr = results["family"]
+    o = results["meta"].get("options") or {}
     t = Table("tab2", "Tab. 2: SNs on the validation set", [family_label(f) for f in fams],
-              caption=f"Validation set ({_sizes(results, 'n_val')} samples per family). SNt chosen on the probing "
-                      "set by the paper's sweep (best single-neuron score down to 3 points lower, step 1 point), "
-                      "optimised for accuracy; K = number of SNs, L* = exit layer (0-based). AR: share of "
+              caption=f"Validation set ({_sizes(results, 'n_val')} samples per dataset). SNt chosen on the probing "
+                      f"set by the paper's sweep (best single-neuron score down to {100 * o.get('depth', 0.03):g} "
+                      f"points lower, step {100 * o.get('step', 0.01):g} point), optimised for "
+                      f"{o.get('metric', 'accuracy')}; K = number of SNs, L* = exit layer (0-based). AR: share of "
                       "(sample, SN) pairs where an SN answers as the model's generation does.")
     t.rows.append(Row("SNt", "SNs", [text(_snt_text(fr[f]["chosen"])) for f in fams]))
     t.rows.append(Row("SNt", "K (L*)", [text(f"{fr[f]['chosen']['k']} ({fr[f]['chosen']['exit_layer']})")
@@ -125,11 +129,19 @@ def _sizes(results: dict[str, Any], key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- Tab. 5
+def early_sets(fr: dict[str, Any]) -> list[dict[str, Any]]:
+    """A dataset's evaluated early-exit SN sets, by cap (results before `early_sets` hold one `early`)."""
+    sets = fr.get("early_sets")
+    if sets is None:
+        sets = [fr["early"]] if fr.get("early") else []
+    return [e for e in sets if e.get("val")]
+
+
 def table5(results: dict[str, Any], family: str | None = None) -> Table:
     """Paper Tab. 5: runtime on one family's validation set (default: presence, the POPE analogue).
 
     Rows: the model (greedy generation, 128 new tokens at most; and first-token logits), the SNs
-    of the chosen SNt (majority vote, mean) and the early-exit SN set (best SNt with L* <= the
+    of the chosen SNt (majority vote, mean) and each early-exit SN set (best SNt with L* <= its
     early-exit cap). Runtime is wall-clock seconds per sample over the whole validation set, same
     batch size for every row; the speed-up is relative to generation.
     """
@@ -167,8 +179,7 @@ def table5(results: dict[str, Any], family: str | None = None) -> Table:
                         pct(methods["model_first_token"]["accuracy"]), pct(methods["model_first_token"]["f1"]),
                         runtime(secs.get("model_first_token"))], baseline=True))
     sets = [("", fr["chosen"], val)]
-    if fr.get("early") and fr["early"].get("val"):
-        sets.append((f"L* <= {fr['early']['max_layer']}, ", fr["early"]["chosen"], fr["early"]["val"]))
+    sets += [(f"L* <= {e['max_layer']}, ", e["chosen"], e["val"]) for e in early_sets(fr)]
     for prefix, chosen, res in sets:
         for key, agg in (("sns_vote", "maj. vote"), ("sns_mean", "mean")):
             m = res["methods"][key]
