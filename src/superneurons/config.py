@@ -78,7 +78,8 @@ class CaptureConfig:
     0..exit_layer). `exit_layer`: stop every forward after this layer. `dtype`: how activations
     are stored. `shard_size`: samples per shard file. `skip_bad`: skip unreadable images (listed
     in the manifest) instead of stopping. `prefix_reuse`: encode each image and shared prompt
-    prefix once. `require_labels`: the set must hold both yes and no (a probing set).
+    prefix once. `require_labels`: the set must hold both yes and no (a probing set). `prefetch`:
+    prepare batch i+1 in a worker thread while batch i runs (same values; False: one after another).
     """
 
     token: Token = "first"
@@ -91,6 +92,7 @@ class CaptureConfig:
     skip_bad: bool = False
     prefix_reuse: bool = False
     require_labels: bool = True
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _layers(self.layers))
@@ -173,14 +175,15 @@ class InferConfig:
     `aggregation`: None keeps the classifier's own. `strict`: refuse a model whose fingerprint
     differs from the probed one. `cascade_margin`: defer samples whose SN score s has
     |s - 0.5| < margin to the model (needs the whole model). `truncate`: load only the decoder
-    layers 0..L* (not with a cascade).
+    layers 0..L* (True), the whole model (False), or None: truncated where that is exact (token
+    "first", no cascade margin), else whole.
     """
 
     aggregation: Aggregation | None = None
     batch_size: int = 8
     strict: bool = True
     cascade_margin: float | None = None
-    truncate: bool = False
+    truncate: bool | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation is not None:

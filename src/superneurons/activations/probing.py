@@ -24,7 +24,7 @@ import torch
 
 from superneurons.activations import distributed as dist
 from superneurons.activations.extract import capture_batches
-from superneurons.activations.prefill import resolve_layers
+from superneurons.activations.prefill import model_layers
 from superneurons.activations.store import (
     DTYPES,
     FORMAT_VERSION,
@@ -70,7 +70,7 @@ def probe(vlm: VLM, samples: Sequence[Sample], out_dir: str | Path, config: Capt
 def _probe_local(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureConfig, progress: bool,
                  on_shard: OnShard | None) -> ActivationStore:
     try:
-        chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
+        chosen, stop = model_layers(vlm, cfg.layers, cfg.exit_layer)
     except ValueError as exc:
         raise StoreError(str(exc)) from exc
     good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels)

@@ -1,11 +1,12 @@
 """`superneurons predict`: answer yes/no questions with a saved classifier (early exit at L*).
 
     superneurons predict --classifier CLF --model M --data D.jsonl --out preds.jsonl
-        [--aggregation mean|vote|fraction] [--cascade-margin M | --truncate] [--batch-size B]
+        [--aggregation mean|vote|fraction] [--cascade-margin M | --full-model] [--batch-size B]
         [--device auto] [--model-dtype auto] [--no-strict]
 
-Labels are optional; when every sample has one, accuracy is printed too. `--truncate` loads only the
-decoder layers up to L* (less memory, same answers); `--cascade-margin m` defers samples whose SN
+Labels are optional; when every sample has one, accuracy is printed too. Only the decoder layers up to
+L* are loaded where that is exact (less memory, same answers; `--full-model` loads all, `--truncate`
+insists); `--cascade-margin m` defers samples whose SN
 score s has |s - 0.5| < m to the model (the same forward resumes to its first-token answer) and
 writes which path answered each sample.
 """
@@ -32,8 +33,9 @@ def predict_command(
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
     cascade_margin: float | None = typer.Option(None, "--cascade-margin", help="Defer samples with |s - 0.5| < M "
                                                 "to the model (0: SNs only, 0.5: model only)."),
-    truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers 0..L* (not with "
-                                  "--cascade-margin, which needs the whole model)."),
+    truncate: bool | None = typer.Option(None, "--truncate/--full-model", " /--no-truncate", help="Load only the "
+                                         "decoder layers 0..L*, or the whole model. Default: truncated where exact "
+                                         "(token first, no --cascade-margin)."),
 ) -> None:
     """Predict yes/no for every sample from its Super Neurons."""
     import time
@@ -51,7 +53,9 @@ def predict_command(
     samples = load_samples(data, require_labels=False)
     err = Console(stderr=True)
     err.print(f"loading [bold]{model}[/] ...")
-    vlm = clf.load_model(model, truncate=config.truncate, dtype=model_dtype, device=device)
+    vlm = clf.load_model(model, truncate=config.truncate, cascade=cascade_margin is not None, dtype=model_dtype,
+                         device=device)
+    err.print(vlm.load_choice)
     t0 = time.perf_counter()
     output = predict(clf, vlm, samples, config, progress=True)
     seconds = time.perf_counter() - t0
