@@ -48,17 +48,15 @@ def test_same_values_and_order_with_the_work_in_one_worker_thread():
 
 
 def test_the_next_item_is_prepared_while_the_caller_works():
-    started: dict[int, float] = {}
+    started = {i: threading.Event() for i in range(3)}
 
     def prep(x: int) -> int:
-        started[x] = time.perf_counter()
+        started[x].set()
         return x
 
-    t_yield = {}
     for x in prefetched(prep, range(3)):
-        t_yield[x] = time.perf_counter()
-        time.sleep(0.05)  # the caller's forward
-    assert started[1] < t_yield[0] + 0.04  # item 1 began during the caller's work on item 0
+        if x < 2:  # the caller's "forward" of item x waits until item x + 1 is being prepared
+            assert started[x + 1].wait(timeout=30), f"item {x + 1} was not prepared during the work on item {x}"
 
 
 def test_a_worker_error_surfaces_unchanged_in_the_caller_and_stops_preparation():

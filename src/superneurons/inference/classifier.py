@@ -214,11 +214,12 @@ class SuperNeuronClassifier:
             raise ModelError("the classifier does not record the model it was built with; pass name_or_path")
         if name == self.model and self.model_revision:
             kwargs.setdefault("revision", self.model_revision)
-        if truncate and (self.token != "first" or cascade):
-            raise ModelError(f"truncate=True loads layers 0..{self.exit_layer} only, but "
-                             + ("a cascade resumes deferred samples to the last layer" if cascade else
-                                f"this classifier reads token {self.token!r}, which needs the whole model")
-                             + ": load the whole model (truncate=False, --full-model)")
+        if truncate and self.token != "first":
+            raise ModelError(f"truncate=True needs token 'first'; this classifier reads token {self.token!r}, "
+                             "which needs the whole model")
+        if truncate and cascade:
+            raise ModelError(f"truncate=True loads layers 0..{self.exit_layer} only, but a cascade resumes deferred "
+                             "samples to the last layer: load the whole model (truncate=False, --full-model)")
         why = ("asked for (truncate=False / --full-model)" if truncate is False else
                "a cascade resumes deferred samples to the last layer" if cascade else
                f"token {self.token!r} generates the answer first" if self.token != "first" else
