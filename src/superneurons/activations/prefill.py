@@ -89,6 +89,8 @@ def model_layers(vlm: VLM, layers: Iterable[int] | None, exit_layer: int | None)
     on a model loaded truncated (`load_model(max_layer=k)`) a layer above k is a ModelError that says
     so, never another layer's activations (-1 is the checkpoint's last layer, not layer k)."""
     loaded = vlm.num_layers
+    if layers is None and exit_layer is None:  # "every layer": every layer the model holds
+        exit_layer = loaded - 1
     chosen, stop = resolve_layers(getattr(vlm, "full_num_layers", loaded), layers, exit_layer)
     if stop >= loaded:
         raise ModelError(f"{vlm.name_or_path!r} was loaded truncated, with decoder layers 0..{loaded - 1} only "
