@@ -82,7 +82,8 @@ class CaptureConfig:
     prefix once. `require_labels`: the set must hold both yes and no (a probing set).
     `refuse_changed`: resuming a store whose samples changed (question or image) raises a
     StoreError instead of recomputing their shards. `max_pixels`: refuse (or with `skip_bad` skip)
-    an image over this many pixels, read from its header (None: no limit).
+    an image over this many pixels, read from its header (None: no limit). `prefetch`: prepare
+    batch i+1 in a worker thread while batch i runs (same values; False: one after another).
     """
 
     token: Token = "first"
@@ -97,6 +98,7 @@ class CaptureConfig:
     require_labels: bool = True
     refuse_changed: bool = False
     max_pixels: int | None = MAX_PIXELS
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _layers(self.layers))
@@ -185,15 +187,16 @@ class InferConfig:
     `aggregation`: None keeps the classifier's own. `strict`: refuse a model whose fingerprint
     differs from the probed one. `cascade_margin`: defer samples whose SN score s has
     |s - 0.5| < margin to the model (needs the whole model). `truncate`: load only the decoder
-    layers 0..L* (not with a cascade). `skip_bad`: skip samples whose image is unreadable or over
-    `max_pixels` (read from its header; None: no limit) instead of stopping.
+    layers 0..L* (True), the whole model (False), or None: truncated where that is exact (token
+    "first", no cascade margin), else whole. `skip_bad`: skip samples whose image is unreadable or
+    over `max_pixels` (read from its header; None: no limit) instead of stopping.
     """
 
     aggregation: Aggregation | None = None
     batch_size: int = 8
     strict: bool = True
     cascade_margin: float | None = None
-    truncate: bool = False
+    truncate: bool | None = None
     skip_bad: bool = False
     max_pixels: int | None = MAX_PIXELS
 

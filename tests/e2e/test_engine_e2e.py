@@ -107,20 +107,24 @@ def test_cli_select_predict_evaluate(tiny_llava, tiny_llava_dir, probed, tmp_pat
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and {r["answer"] for r in rows} <= {"yes", "no"} and rows[0]["id"] == "s0000"
+    assert f"truncated: decoder layers 0..{clf.exit_layer} of 4 loaded" in " ".join(res.output.split())
 
-    # --truncate: layers 0..L* only, same answers; --cascade-margin 0.5: every sample goes to the model
+    # by default layers 0..L* only; --full-model: the whole model, same answers; --cascade-margin 0.5: every
+    # sample goes to the model (which the cascade loads whole)
     res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
-                           "--data", str(test_path), "--out", str(tmp_path / "trunc.jsonl"), "--device", "cpu",
-                           "--truncate"])
+                           "--data", str(test_path), "--out", str(tmp_path / "full.jsonl"), "--device", "cpu",
+                           "--full-model"])
     assert res.exit_code == 0, res.output
-    trunc = [json.loads(line) for line in (tmp_path / "trunc.jsonl").read_text().splitlines()]
-    assert [r["answer"] for r in trunc] == [r["answer"] for r in rows]
+    assert "full model, 4 decoder layers: asked for" in " ".join(res.output.split())
+    full = [json.loads(line) for line in (tmp_path / "full.jsonl").read_text().splitlines()]
+    assert full == rows
     res = cli.invoke(app, ["predict", "--classifier", str(tmp_path / "clf"), "--model", str(tiny_llava_dir),
                            "--data", str(test_path), "--out", str(tmp_path / "casc.jsonl"), "--device", "cpu",
                            "--cascade-margin", "0.5"])
     assert res.exit_code == 0, res.output
     casc = [json.loads(line) for line in (tmp_path / "casc.jsonl").read_text().splitlines()]
     assert {r["path"] for r in casc} == {"model"} and "10 of 10 deferred" in res.output
+    assert "full model, 4 decoder layers: a cascade resumes" in " ".join(res.output.split())
     from superneurons.evaluation.baselines import first_token_margins
 
     model_answers = first_token_margins(tiny_llava, load_samples(test_path)) > 0  # tiny_llava = tiny_llava_dir

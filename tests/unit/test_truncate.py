@@ -134,8 +134,9 @@ def test_truncated_model_refuses_what_needs_the_removed_parts(tiny_llava_dir, sa
         vlm.model(**batch)
     with pytest.raises(ModelError, match="without max_layer"):
         capture(vlm, samples[:2], token="last", max_new_tokens=2, progress=False)
-    with pytest.raises(ValueError, match="0..1"):
-        capture(vlm, samples[:2], layers=[2], progress=False)
+    for layers, top in (([2], 2), ([-1], 3)):  # -1 is the checkpoint's last layer (3), not the last loaded (1)
+        with pytest.raises(ModelError, match=rf"decoder layers 0\.\.1 only .*; layer {top} was never loaded"):
+            capture(vlm, samples[:2], layers=layers, progress=False)
 
 
 def test_truncation_errors(tiny_llava_dir, tmp_path):
@@ -169,9 +170,15 @@ def test_cli_truncate(tiny_llava, tiny_llava_dir, tmp_path):
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "t"), "--truncate"])
     assert res.exit_code == 0, res.output
     assert "truncated: decoder layers 0..1" in " ".join(res.output.split())
-    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "f")])
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "f"), "--full-model"])
     assert res.exit_code == 0, res.output
+    assert "full model, 4 decoder layers: --full-model" in " ".join(res.output.split())
     torch.testing.assert_close(load_activations(tmp_path / "t")[0], load_activations(tmp_path / "f")[0])
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "d")])  # --exit-layer K: truncated by default
+    assert res.exit_code == 0 and "truncated: decoder layers 0..1" in " ".join(res.output.split()), res.output
+    torch.testing.assert_close(load_activations(tmp_path / "d")[0], load_activations(tmp_path / "f")[0])
+    res = CliRunner().invoke(app, [*args[:-2], "--layers", "0-1", "--out", str(tmp_path / "n")])
+    assert res.exit_code == 0 and "full model" in res.output and "--exit-layer K" in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["probe", "--model", str(tiny_llava_dir), "--data", str(data),
                                    "--out", str(tmp_path / "x"), "--truncate"])
     assert res.exit_code != 0 and "--exit-layer" in str(res.exception)
@@ -193,7 +200,34 @@ def test_classifier_loads_its_model_truncated_at_l_star(tiny_llava, tiny_llava_d
     got = clf.predict(vlm, samples)  # strict fingerprint check passes: same checkpoint
     assert got.preds.tolist() == full.preds.tolist()
     torch.testing.assert_close(got.acts, full.acts, rtol=0, atol=0)
-    assert clf.load_model(dtype="float32", device="cpu").num_layers == 4  # truncate is opt-in
+    default = clf.load_model(dtype="float32", device="cpu")  # truncated by default: token first, no cascade
+    assert default.max_layer == 1 and default.load_choice.startswith("truncated: decoder layers 0..1 of 4")
+    assert clf.predict(default, samples).preds.tolist() == full.preds.tolist()
+    for kw, why in (({"truncate": False}, "truncate=False"), ({"cascade": True}, "cascade")):
+        whole = clf.load_model(dtype="float32", device="cpu", **kw)
+        assert whole.num_layers == 4 and not hasattr(whole, "max_layer") and why in whole.load_choice
+    with pytest.raises(ModelError, match="cascade resumes"):
+        clf.load_model(truncate=True, cascade=True, dtype="float32", device="cpu")
+
+
+def test_truncated_model_never_answers_for_a_deeper_classifier(tiny_llava, tiny_llava_dir, samples):
+    from superneurons.evaluation.bench import timing_classifier
+
+    shallow = load_model(str(tiny_llava_dir), dtype="float32", device="cpu", max_layer=1)
+    deep = timing_classifier(tiny_llava, 2, k=3)
+    with pytest.raises(ModelError, match=r"loaded truncated, with decoder layers 0\.\.1 only, but these SNs read layer 2"):
+        deep.predict(shallow, samples)
+    timing_classifier(tiny_llava, 1, k=3).check_compatible(shallow)  # L* = 1 is loaded
+
+
+def test_truncation_refusal(tiny_llava_dir, tmp_path):
+    from superneurons.models.loading import truncation_refusal
+
+    assert truncation_refusal(str(tiny_llava_dir), dtype="float32", device="cpu") is None
+    assert "device_map" in truncation_refusal(str(tiny_llava_dir), device_map="auto")
+    bare = tmp_path / "no-weights"
+    shutil.copytree(tiny_llava_dir, bare, ignore=shutil.ignore_patterns("model*.safetensors*"))
+    assert "safetensors" in truncation_refusal(str(bare))
 
 
 def test_device_map_auto(tiny_llava, tiny_llava_dir, samples):

@@ -3,7 +3,7 @@
 | module | owns |
 |---|---|
 | trace.py | `LayerTrace`, the one hook mechanism (record, stop after layer k, hooks removed in `finally`), and `resume`, which finishes a stopped forward (the cascade's second half) |
-| prefill.py | forward primitives on prepared batches: `run_prefill`, `greedy_generate`, layer choices |
+| prefill.py | forward primitives on prepared batches: `run_prefill`, `greedy_generate`, layer choices; `prepared_batches` (batch i+1 prepared while batch i runs) |
 | extract.py | `capture(vlm, samples)`: [N, L, D] at the first or last token |
 | prefix.py | per-image prefix reuse (one prefill of image + shared prefix per image) |
 | store.py | the activation store on disk: sharded safetensors + manifest.json, each shard checked when read |

@@ -19,15 +19,16 @@ line 3): `capture(vlm, samples)` returns float32 Tensor[N, len(layers), D].
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from superneurons.activations.prefill import (
-    batches,
     greedy_generate,
+    model_layers,
+    prepared_batches,
     real_tokens,
-    resolve_layers,
     run_prefill,
 )
 from superneurons.activations.prefix import capture_prefix
@@ -57,21 +58,21 @@ def capture_batches(vlm: VLM, samples: Sequence[Sample], config: CaptureConfig |
                     **options: Any) -> Iterator[torch.Tensor]:
     """Yield float32 Tensor[b, len(layers), D] per batch of `samples` (see `capture`)."""
     cfg = configure(CaptureConfig, config, options)
-    chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
+    chosen, stop = model_layers(vlm, cfg.layers, cfg.exit_layer)
     for feature, used in (("capture", True), ("early_exit", cfg.exit_layer is not None)):
         if used and not vlm.support.features()[feature]:
             raise ModelError(f"{vlm.support.refusal(feature, vlm.family)} ({vlm.name_or_path!r})")
     if cfg.prefix_reuse:
         yield capture_prefix(vlm, samples, chosen, cfg.exit_layer, cfg.batch_size, warn=False)
         return
-    for chunk in batches(samples, cfg.batch_size):
-        batch = vlm.prepare(chunk)
-        if cfg.token == "first":
-            acts = run_prefill(vlm, batch, chosen, stop)
-        else:
-            inputs, last = _last_token_inputs(vlm, batch, cfg.max_new_tokens)
-            acts = run_prefill(vlm, inputs, chosen, stop, position=last)
-        yield acts.float().cpu()
+    with closing(prepared_batches(vlm, samples, cfg.batch_size, cfg.prefetch)) as ready:
+        for _, batch in ready:
+            if cfg.token == "first":
+                acts = run_prefill(vlm, batch, chosen, stop)
+            else:
+                inputs, last = _last_token_inputs(vlm, batch, cfg.max_new_tokens)
+                acts = run_prefill(vlm, inputs, chosen, stop, position=last)
+            yield acts.float().cpu()
 
 
 def capture(vlm: VLM, samples: Sequence[Sample], config: CaptureConfig | None = None, *, progress: bool = True,
@@ -81,7 +82,7 @@ def capture(vlm: VLM, samples: Sequence[Sample], config: CaptureConfig | None = 
 
     Settings come from `config` and/or `CaptureConfig` fields as keywords: `token`, `layers`
     (indices to keep; default all, or 0..exit_layer), `exit_layer` (stop every forward right
-    after layer k), `batch_size`, `max_new_tokens`, `prefix_reuse`. Batches are left padded with an
+    after layer k), `batch_size`, `max_new_tokens`, `prefix_reuse`, `prefetch`. Batches are left padded with an
     attention mask, so a sample's activations do not depend on its batch neighbours.
     """
     if not samples:

@@ -1,6 +1,9 @@
 """The forward primitives every capture path is built on, on prepared (left-padded) batches.
 
 - `resolve_layers` / `parse_layers`: which decoder layers to record and where to stop.
+- `prepared_batches(vlm, samples, batch_size)`: (chunk, `vlm.prepare(chunk)`) per batch, in order,
+  batch i+1 prepared in a worker thread while the caller runs batch i (`superneurons.utils.prefetch`);
+  every step that runs the model over a sample list (probe, predict, evaluate, bench) loops over it.
 - `run_prefill(vlm, batch, layers, exit_layer)`: one prefill forward through the one hook
   mechanism (`superneurons.activations.trace.LayerTrace`), returning Tensor[B, len(layers), D] at the
   last prompt position (index -1: batches are left padded), stopping after `exit_layer`.
@@ -22,11 +25,13 @@ import torch
 
 from superneurons.activations.trace import LayerTrace
 from superneurons.constants import MAX_NEW_TOKENS
-from superneurons.errors import DataError
+from superneurons.errors import DataError, ModelError
+from superneurons.utils.prefetch import prefetched
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding
 
+    from superneurons.data.samples import Sample
     from superneurons.models.base import VLM
 
 T = TypeVar("T")
@@ -38,6 +43,18 @@ def batches(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         raise DataError(f"batch_size={size}; use a positive batch size")
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
+
+
+def prepared_batches(vlm: VLM, samples: Sequence[Sample], batch_size: int, prefetch: bool = True
+                     ) -> Iterator[tuple[Sequence[Sample], BatchEncoding]]:
+    """(chunk, `vlm.prepare(chunk)`) for consecutive batches of `samples`, in order.
+
+    With `prefetch` the next batch is prepared in one worker thread while the caller runs the
+    current one; values and order are those of the serial loop, a preparation error (e.g. an
+    unreadable image) is raised unchanged at its batch, and closing the iterator early joins the
+    worker. Close it explicitly (`contextlib.closing`) when the loop may stop early.
+    """
+    return prefetched(lambda chunk: (chunk, vlm.prepare(chunk)), batches(samples, batch_size), enabled=prefetch)
 
 
 def resolve_layers(num_layers: int, layers: Iterable[int] | None, exit_layer: int | None) -> tuple[list[int], int]:
@@ -65,6 +82,21 @@ def resolve_layers(num_layers: int, layers: Iterable[int] | None, exit_layer: in
             raise ValueError(f"cannot record layer {chosen[-1]} with exit_layer={exit_layer}: "
                              "the forward stops before it; raise exit_layer or drop that layer")
     return chosen, chosen[-1] if exit_layer is None else exit_layer
+
+
+def model_layers(vlm: VLM, layers: Iterable[int] | None, exit_layer: int | None) -> tuple[list[int], int]:
+    """`resolve_layers` on `vlm`'s checkpoint: negative indices count from its last decoder layer, and
+    on a model loaded truncated (`load_model(max_layer=k)`) a layer above k is a ModelError that says
+    so, never another layer's activations (-1 is the checkpoint's last layer, not layer k)."""
+    loaded = vlm.num_layers
+    if layers is None and exit_layer is None:  # "every layer": every layer the model holds
+        exit_layer = loaded - 1
+    chosen, stop = resolve_layers(getattr(vlm, "full_num_layers", loaded), layers, exit_layer)
+    if stop >= loaded:
+        raise ModelError(f"{vlm.name_or_path!r} was loaded truncated, with decoder layers 0..{loaded - 1} only "
+                         f"(max_layer={loaded - 1}); layer {stop} was never loaded: load it with max_layer >= {stop} "
+                         "or the whole model (--full-model / truncate=False)")
+    return chosen, stop
 
 
 def parse_layers(spec: str | None) -> list[int] | None:
@@ -105,7 +137,7 @@ def run_prefill(vlm: VLM, batch: BatchEncoding | dict[str, Any], layers: Iterabl
     final norm and the LM head never run. `forward_kwargs` go to the model (e.g. `past_key_values`
     holding a shared prefix, `use_cache`).
     """
-    chosen, stop = resolve_layers(vlm.num_layers, layers, exit_layer)
+    chosen, stop = model_layers(vlm, layers, exit_layer)
     if isinstance(position, int) and position == -1:
         _check_left_padded(batch)
     forward_kwargs.setdefault("use_cache", False)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from superneurons.activations.prefill import resolve_layers, run_prefill
+from superneurons.activations.prefill import model_layers, run_prefill
 from superneurons.activations.trace import LayerTrace
 from superneurons.errors import DataError
 from superneurons.models.base import QUESTION_FIELD
@@ -170,7 +170,7 @@ def capture_prefix(vlm: VLM, samples: Sequence[Sample], layers: Iterable[int] | 
         raise DataError("capture_prefix() got no samples; pass at least one Sample")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; use a positive batch size")
-    chosen, stop = resolve_layers(vlm.num_layers, layers, exit_layer)
+    chosen, stop = model_layers(vlm, layers, exit_layer)
     ok, why = prefix_reuse_support(vlm)
     if not ok and warn:
         warnings.warn(why, UserWarning, stacklevel=2)

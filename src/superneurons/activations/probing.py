@@ -33,7 +33,7 @@ from superneurons.activations.identity import (
     identity_digest,
     sample_digests,
 )
-from superneurons.activations.prefill import resolve_layers
+from superneurons.activations.prefill import model_layers
 from superneurons.activations.store import (
     ACTIVATIONS_KEY,
     DTYPES,
@@ -99,7 +99,7 @@ def _warn(message: str) -> None:
 def _probe_locked(vlm: VLM, samples: Sequence[Sample], out: Path, cfg: CaptureConfig, progress: bool,
                   on_shard: OnShard | None, notify: Notify) -> ActivationStore:
     try:
-        chosen, stop = resolve_layers(vlm.num_layers, cfg.layers, cfg.exit_layer)
+        chosen, stop = model_layers(vlm, cfg.layers, cfg.exit_layer)
     except ValueError as exc:
         raise StoreError(str(exc)) from exc
     good, skipped = validate_samples(samples, skip_bad=cfg.skip_bad, require_both_classes=cfg.require_labels,

@@ -1,7 +1,7 @@
 """`superneurons predict`: answer yes/no questions with a saved classifier (early exit at L*).
 
     superneurons predict --classifier CLF --model M --data D.jsonl --out preds.jsonl
-        [--aggregation mean|vote|fraction] [--cascade-margin M | --truncate] [--batch-size B]
+        [--aggregation mean|vote|fraction] [--cascade-margin M | --full-model] [--batch-size B]
         [--device auto] [--model-dtype auto] [--no-strict] [--skip-bad] [--max-pixels N]
 
 Every sample is checked before the model loads (text, image headers against --max-pixels); with
@@ -10,8 +10,9 @@ kill or a late failure loses at most one chunk, and the same command again resum
 classifier, model or setting in --out are refused, never mixed). Under `torchrun --nproc_per_node K
 -m superneurons predict ...` each process predicts its slice and rank 0 writes the merged file.
 
-Labels are optional; when every sample has one, accuracy is printed too. `--truncate` loads only the
-decoder layers up to L* (less memory, same answers); `--cascade-margin m` defers samples whose SN
+Labels are optional; when every sample has one, accuracy is printed too. Only the decoder layers up to
+L* are loaded where that is exact (less memory, same answers; `--full-model` loads all, `--truncate`
+insists); `--cascade-margin m` defers samples whose SN
 score s has |s - 0.5| < m to the model (the same forward resumes to its first-token answer) and
 writes which path answered each sample.
 """
@@ -39,8 +40,9 @@ def predict_command(
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Refuse a model whose fingerprint differs."),
     cascade_margin: float | None = typer.Option(None, "--cascade-margin", min=0.0, max=0.5, help="Defer samples with |s - 0.5| < M "
                                                 "to the model (0: SNs only, 0.5: model only)."),
-    truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers 0..L* (not with "
-                                  "--cascade-margin, which needs the whole model)."),
+    truncate: bool | None = typer.Option(None, "--truncate/--full-model", " /--no-truncate", help="Load only the "
+                                         "decoder layers 0..L*, or the whole model. Default: truncated where exact "
+                                         "(token first, no --cascade-margin)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or oversized images (listed)."),
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", min=1, help="Refuse images with more pixels "
                                    "(read from the header, before decoding)."),
@@ -65,7 +67,10 @@ def predict_command(
 
     def load():
         err.print(f"loading [bold]{escape(model)}[/] ...")
-        return clf.load_model(model, truncate=config.truncate, dtype=model_dtype, device=rank_device(device, dist))
+        vlm = clf.load_model(model, truncate=config.truncate, cascade=cascade_margin is not None, dtype=model_dtype,
+                             device=rank_device(device, dist))
+        err.print(escape(vlm.load_choice))
+        return vlm
 
     try:
         run = predict_to_file(clf, load, samples, out, config, progress=True)

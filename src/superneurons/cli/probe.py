@@ -3,10 +3,13 @@
     superneurons probe --model M --data D.jsonl --out DIR [--token first|last] [--layers 0-5,8]
         [--exit-layer K] [--limit N] [--balanced N --seed S] [--batch-size B] [--shard-size S]
         [--dtype float16|bfloat16|float32] [--device auto|cpu|cuda] [--model-dtype auto|float32|...]
-        [--device-map auto] [--truncate] [--prefix-reuse] [--skip-bad] [--refuse-changed] [--max-pixels N]
+        [--device-map auto] [--truncate | --full-model] [--prefix-reuse] [--skip-bad] [--refuse-changed]
+        [--max-pixels N]
 
-Running the same command again resumes an interrupted store (samples whose question or image changed
-are recomputed, or refused with --refuse-changed); the folder is locked while a probe writes it. Under `torchrun --nproc_per_node K
+With `--exit-layer K` (token first) only the decoder layers 0..K are loaded (`--full-model` loads
+all). Running the same command again resumes an interrupted store (samples whose question or image
+changed are recomputed, or refused with --refuse-changed); the folder is locked while a probe writes
+it. Under `torchrun --nproc_per_node K
 -m superneurons probe ...` (or `accelerate launch`) each process probes its slice of the samples on
 its own GPU and rank 0 writes the merged manifest (see superneurons.activations.distributed).
 """
@@ -44,8 +47,9 @@ def probe_command(
                                    "(read from the header, before decoding)."),
     device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a model larger than one "
                                           "GPU over all GPUs (accelerate); --device is then ignored."),
-    truncate: bool = typer.Option(False, "--truncate", help="Load only the decoder layers up to --exit-layer "
-                                  "(or the highest of --layers): less memory, same activations."),
+    truncate: bool | None = typer.Option(None, "--truncate/--full-model", " /--no-truncate", help="Load only the "
+                                         "decoder layers up to --exit-layer (or the highest of --layers): less memory, "
+                                         "same activations. Default: truncated with --exit-layer K, token first."),
     prefix_reuse: bool = typer.Option(False, "--prefix-reuse", help="Encode each image and the shared prompt "
                                       "prefix once for all its questions (templates with the image first)."),
     refuse_changed: bool = typer.Option(False, "--refuse-changed", help="Resuming: stop if a sample's question "
@@ -63,6 +67,7 @@ def probe_command(
     from superneurons.data.samples import balanced_sample, load_samples
     from superneurons.errors import DataError, StoreError
     from superneurons.models import load_model
+    from superneurons.models.loading import truncation_refusal
 
     console = Console(stderr=True)
     try:
@@ -88,16 +93,20 @@ def probe_command(
             raise StoreError("--device-map spreads one model over all GPUs; under torchrun each process already "
                              "has its own GPU: drop --device-map, or run one process")
         extra["device_map"] = device_map
-    max_layer = None
+    max_layer, why = None, "--full-model"
     if truncate:
         if token != "first" or (exit_layer is None and (not layer_list or min(layer_list) < 0)):
             raise StoreError("--truncate needs --token first and --exit-layer K or non-negative --layers "
                              "(it loads decoder layers 0..K only)")
         max_layer = exit_layer if exit_layer is not None else max(layer_list or [0])
+    elif truncate is None:  # truncated where exact: the forward stops after --exit-layer anyway
+        why = ("truncated loading needs --token first and --exit-layer K" if token != "first" or exit_layer is None
+               or exit_layer < 0 else truncation_refusal(model, **extra))
+        max_layer = None if why else exit_layer
     console.print(f"loading [bold]{escape(model)}[/] ...")
     vlm = load_model(model, dtype=model_dtype, device=rank_device(device, dist), max_layer=max_layer, **extra)
-    if max_layer is not None:
-        console.print(escape(f"truncated: {vlm.load_report.summary()}"))
+    console.print(escape(f"truncated: {vlm.load_report.summary()} (--full-model loads all)" if max_layer is not None
+                         else f"full model, {vlm.num_layers} decoder layers: {why}"))
     if prefix_reuse:
         ok, why = prefix_reuse_support(vlm)
         console.print(f"prefix reuse: {escape(why)}" if ok else f"[yellow]prefix reuse off[/]: {escape(why)}")

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import torch
 
-from superneurons.activations.prefill import batches, greedy_generate
+from superneurons.activations.prefill import greedy_generate, prepared_batches
 from superneurons.constants import MAX_NEW_TOKENS, PARSERS
 from superneurons.errors import DataError
 from superneurons.scoring.metrics import UNPARSED
@@ -69,10 +70,13 @@ def generate_answers(vlm: VLM, samples: Sequence[Sample], max_new_tokens: int = 
     """Greedy replies (`do_sample=False`, `num_beams=1`) to each sample, new tokens only, decoded."""
     if not samples:
         raise DataError("generate_answers() got no samples")
+    new: list[torch.Tensor] = []
+    with closing(prepared_batches(vlm, samples, batch_size)) as ready:  # decoded after: one tokenizer user at a time
+        for _, batch in ready:
+            new.append(greedy_generate(vlm, batch, max_new_tokens))
     texts: list[str] = []
-    for chunk in batches(samples, batch_size):
-        new = greedy_generate(vlm, vlm.prepare(chunk), max_new_tokens)
-        texts.extend(vlm.tokenizer.batch_decode(new, skip_special_tokens=True))
+    for tokens in new:
+        texts.extend(vlm.tokenizer.batch_decode(tokens, skip_special_tokens=True))
     return texts
 
 
@@ -82,10 +86,11 @@ def first_token_margins(vlm: VLM, samples: Sequence[Sample], batch_size: int = 8
         raise DataError("first_token_margins() got no samples")
     keep_one = "logits_to_keep" in vlm.forward_keys()
     out: list[torch.Tensor] = []
-    for chunk in batches(samples, batch_size):
-        batch = vlm.prepare(chunk)
-        kwargs = {"logits_to_keep": 1} if keep_one else {}
-        with torch.inference_mode():
-            logits = vlm.model(**batch, use_cache=False, **kwargs).logits[:, -1].float()
-        out.append(vlm.yes_no_margin(logits).cpu())
+    kwargs = {"logits_to_keep": 1} if keep_one else {}
+    vlm.yes_no_token_ids()  # the tokenizer, once, before a worker thread uses it
+    with closing(prepared_batches(vlm, samples, batch_size)) as ready:
+        for _, batch in ready:
+            with torch.inference_mode():
+                logits = vlm.model(**batch, use_cache=False, **kwargs).logits[:, -1].float()
+            out.append(vlm.yes_no_margin(logits).cpu())
     return torch.cat(out)

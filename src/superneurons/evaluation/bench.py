@@ -13,8 +13,9 @@ hits every method alike:
 - `sn_L{k}`: the library's SN inference through its public API on the same prepared batch:
   `capture.run_prefill` (hooks on the SN layers, early exit at L* = k), reading the K SN scalars
   (`SuperNeurons.gather`) and `SuperNeuronClassifier.predict_from_acts` (aggregation),
-- `sn_e2e_L{k}`: `SuperNeuronClassifier.predict(vlm, samples)`: the same plus input preparation
-  (image decoding and the processor), which is also timed alone as `prepare`.
+- `sn_e2e_L{k}`: `SuperNeuronClassifier.predict(vlm, samples)` over up to `e2e_batches` batches:
+  the same plus input preparation (image decoding and the processor, timed alone as `prepare`),
+  which for batch i+1 overlaps the forward of batch i (`activations.prefill.prepared_batches`).
 
 Times are per sample (median batch time / batch size). The SN cost depends on L* and K, not on
 which neurons are read, so without a classifier `timing_classifier` builds a K-neuron set at the
@@ -65,6 +66,7 @@ class BenchRow:
     decoder_layers_run: int | None = None
     new_tokens: float | None = None
     bare_key: str | None = None
+    num_samples: int | None = None  # samples per timed run (default: the batch)
 
 
 @dataclass
@@ -145,12 +147,13 @@ def _bare_exit(vlm: VLM, batch: dict[str, Any], layer: int) -> None:
 def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNeuronClassifier] = (),
               exit_layers: Sequence[int] = (1,), k: int = DEFAULT_K, batch_size: int = DEFAULT_BATCH_SIZE,
               max_new_tokens: int = MAX_NEW_TOKENS, repeats: int = DEFAULT_REPEATS, warmup: int = 1,
-              generate: bool = True, progress: bool = True) -> BenchResult:
+              generate: bool = True, progress: bool = True, e2e_batches: int = 4) -> BenchResult:
     """Time every method on the first `batch_size` samples (one batch); see the module docstring.
 
     `classifiers` are timed at their own L*; every layer in `exit_layers` that no classifier
     covers gets a `timing_classifier` of `k` neurons. `generate=False` skips both generate rows.
     Each method runs `warmup` times untimed, then `repeats` times, interleaved across methods.
+    `sn_e2e_L{k}` answers the first `e2e_batches` batches of `samples` (as many as there are).
     """
     if not samples:
         raise DataError("run_bench() got no samples; pass at least one")
@@ -159,6 +162,7 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
                         "repeats >= 1 and warmup >= 0")
     chunk = list(samples[:batch_size])
     b = len(chunk)
+    e2e = list(samples[:batch_size * max(1, e2e_batches)])
     sets: dict[int, SuperNeuronClassifier] = {}
     for clf in classifiers:
         sets.setdefault(clf.exit_layer, clf)
@@ -202,8 +206,8 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
         methods.append((BenchRow(f"sn_L{layer}", f"SNs, library, L*={layer} (K={clf.sns.k})", "library", 0.0, [],
                                  layer, layer + 1, bare_key=f"bare_exit_L{layer}"), sn_library(clf)))
         methods.append((BenchRow(f"sn_e2e_L{layer}", f"SNs, predict(samples), L*={layer} incl. preparation",
-                                 "library", 0.0, [], layer, layer + 1),
-                        lambda clf=clf: clf.predict(vlm, chunk, batch_size=b)))
+                                 "library", 0.0, [], layer, layer + 1, num_samples=len(e2e)),
+                        lambda clf=clf: clf.predict(vlm, e2e, batch_size=b)))
 
     total = (warmup + repeats) * len(methods)
     with progress_bar("bench (interleaved runs)", total, enabled=progress) as advance, torch.inference_mode():
@@ -216,7 +220,7 @@ def run_bench(vlm: VLM, samples: Sequence[Sample], classifiers: Sequence[SuperNe
                     row.runs.append(dt)
                 advance(1)
     for row, _ in methods:
-        row.seconds_per_sample = statistics.median(row.runs) / b
+        row.seconds_per_sample = statistics.median(row.runs) / (row.num_samples or b)
         if row.key in new_tokens:
             row.new_tokens = statistics.mean(new_tokens[row.key])
     res = BenchResult(model_name=vlm.name_or_path, num_layers=L, hidden_size=vlm.hidden_size, batch_size=b,

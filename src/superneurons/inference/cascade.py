@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from superneurons.activations.prefill import prepared_batches
 from superneurons.activations.store import ActivationStore
 from superneurons.activations.trace import LayerTrace, check_resumable, resume
 from superneurons.constants import AGGREGATIONS, Aggregation
@@ -272,11 +274,12 @@ def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Samp
     model_margins = torch.full((n,), float("nan"))
     deferred = torch.zeros(n, dtype=torch.bool)
     seconds = torch.zeros(n, dtype=torch.float64)
-    with progress_bar("cascade", n, enabled=progress) as advance:
-        for lo in range(0, n, batch_size):
+    vlm.yes_no_token_ids()  # the tokenizer, once, before a worker thread uses it
+    with progress_bar("cascade", n, enabled=progress) as advance, \
+            closing(prepared_batches(vlm, samples, batch_size)) as ready:
+        t0 = time.perf_counter()  # per batch: waiting for its (overlapped) preparation, the forward, the rest
+        for lo, (_, batch) in zip(range(0, n, batch_size), ready, strict=True):
             sl = slice(lo, min(n, lo + batch_size))
-            t0 = time.perf_counter()
-            batch = vlm.prepare(samples[sl])
             with torch.inference_mode(), LayerTrace(vlm.decoder_layers, clf.layers_needed, -1,
                                                     stop_after=clf.exit_layer, replay=vlm.layer_replay()) as trace:
                 trace.run(vlm.model, **batch, use_cache=False)
@@ -293,6 +296,7 @@ def cascade_predict(clf: SuperNeuronClassifier, vlm: VLM, samples: Sequence[Samp
                 seconds[sl.start + rows] += (time.perf_counter() - t1) / rows.numel()
             del trace
             advance(a.shape[0])
+            t0 = time.perf_counter()
     sn_preds, _ = aggregate(acts, agg, clf.sns.alpha, clf.sns.rule)
     scores = cascade_score(acts, clf.sns.alpha, clf.sns.rule, agg, temp)
     preds = torch.where(deferred, (model_margins > 0).long(), sn_preds)

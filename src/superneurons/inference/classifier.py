@@ -148,7 +148,13 @@ class SuperNeuronClassifier:
             raise ModelError(f"the classifier was built for hidden size {fp.get('hidden_size')} "
                              f"({fp.get('architecture')}), the model has {vlm.hidden_size} "
                              f"({vlm.fingerprint.get('architecture')}); load {self.model or 'the probed model'!r}")
-        self._check_indices(vlm.num_layers, vlm.hidden_size, f"model {vlm.name_or_path!r}")
+        max_layer = getattr(vlm, "max_layer", None)
+        if max_layer is not None and self.exit_layer > max_layer:
+            raise ModelError(f"{vlm.name_or_path!r} was loaded truncated, with decoder layers 0..{max_layer} only, but "
+                             f"these SNs read layer {self.exit_layer}: load it for this classifier "
+                             f"(clf.load_model(), layers 0..{self.exit_layer}) or whole (truncate=False)")
+        self._check_indices(getattr(vlm, "full_num_layers", vlm.num_layers), vlm.hidden_size,
+                            f"model {vlm.name_or_path!r}")
         if not strict:
             return
         for key in ("architecture", "config_hash", "num_layers"):
@@ -190,15 +196,21 @@ class SuperNeuronClassifier:
         """
         return self.predict_from_acts(self.sn_activations(vlm, samples, batch_size, progress, strict), aggregation)
 
-    def load_model(self, name_or_path: str | None = None, truncate: bool = False, **kwargs: Any) -> VLM:
+    def load_model(self, name_or_path: str | None = None, truncate: bool | None = None, *, cascade: bool = False,
+                   **kwargs: Any) -> VLM:
         """Load the model these SNs were found in (or `name_or_path`) for `predict`.
 
-        `truncate=True` builds and reads only the decoder layers 0..L* (no final norm, no LM head;
-        `superneurons.models.truncate`): the memory of the vision tower, embeddings and L*+1 layers.
-        A truncated model cannot run the cascade (`cascade_margin`) or token "last". `kwargs` go to
-        `load_model` (`dtype`, `device`, `revision`, ...); the recorded model is read at its recorded
-        revision unless another is given.
+        By default (`truncate=None`) only what the SNs need is loaded where that is exact: with token
+        "first" and no cascade, the vision tower, embeddings and decoder layers 0..L* (no final norm,
+        no LM head; `superneurons.models.truncate`), so memory does not grow with the layers above L*.
+        `truncate=False` (or `cascade=True`: a cascade resumes deferred samples to the last layer, or
+        token "last", or a family / argument the truncated loader does not take) loads the whole
+        model; `truncate=True` insists (an error where it cannot). The choice and why are in
+        `vlm.load_choice`. `kwargs` go to `load_model` (`dtype`, `device`, `revision`, ...); the
+        recorded model is read at its recorded revision unless another is given.
         """
+        from superneurons.models.loading import truncation_refusal
+
         name = name_or_path or self.model
         if not name:
             raise ModelError("the classifier does not record the model it was built with; pass name_or_path")
@@ -207,7 +219,19 @@ class SuperNeuronClassifier:
         if truncate and self.token != "first":
             raise ModelError(f"truncate=True needs token 'first'; this classifier reads token {self.token!r}, "
                              "which needs the whole model")
-        return load_model(name, max_layer=self.exit_layer if truncate else None, **kwargs)
+        if truncate and cascade:
+            raise ModelError(f"truncate=True loads layers 0..{self.exit_layer} only, but a cascade resumes deferred "
+                             "samples to the last layer: load the whole model (truncate=False, --full-model)")
+        why = ("asked for (truncate=False / --full-model)" if truncate is False else
+               "a cascade resumes deferred samples to the last layer" if cascade else
+               f"token {self.token!r} generates the answer first" if self.token != "first" else
+               None if truncate else truncation_refusal(name, **kwargs))
+        vlm = load_model(name, max_layer=None if why else self.exit_layer, **kwargs)
+        full = getattr(vlm, "full_num_layers", vlm.num_layers)
+        vlm.load_choice = (f"full model, {full} decoder layers: {why}" if why else  # type: ignore[attr-defined]
+                           f"truncated: decoder layers 0..{self.exit_layer} of {full} loaded (exact for these SNs; "
+                           "truncate=False / --full-model loads all)")
+        return vlm
 
     # ---- persistence -----------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:

@@ -179,7 +179,7 @@ Categorical VQA Using Super Neurons* (Musacchio et al.).
 from superneurons import SuperNeuronClassifier, load_samples
 
 clf = SuperNeuronClassifier.from_pretrained("{repo_id}"{f', subfolder="{subfolder}"' if subfolder else ''})
-vlm = clf.load_model(truncate=True)          # only layers 0..L* are read
+vlm = clf.load_model()                       # only layers 0..L* are read (where exact)
 out = clf.predict(vlm, load_samples("questions.jsonl"))
 ```
 

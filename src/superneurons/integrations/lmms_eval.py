@@ -128,11 +128,12 @@ class SuperNeuronsBackend:
 
     `classifier` (folder or Hub id user/repo[/subfolder]), `subfolder`, `classifier_revision`;
     `pretrained` (default: the model recorded in the classifier), `revision`, `truncate` (read
-    only layers 0..L*), `dtype`, `device`, `aggregation`, `strict` (refuse another checkpoint).
+    only layers 0..L*; default: where exact, see `SuperNeuronClassifier.load_model`), `dtype`,
+    `device`, `aggregation`, `strict` (refuse another checkpoint).
     `batch_size` and `device` also come from lmms-eval's `--batch_size` / `--device`.
     """
 
-    def __init__(self, classifier: str, pretrained: str | None = None, truncate: bool = False,
+    def __init__(self, classifier: str, pretrained: str | None = None, truncate: bool | str | None = None,
                  subfolder: str | None = None, classifier_revision: str | None = None, revision: str | None = None,
                  batch_size: int | str = DEFAULT_BATCH, device: str | None = None, dtype: str = "auto",
                  aggregation: str | None = None, strict: bool = True, max_batch_size: int | None = None,
@@ -145,7 +146,7 @@ class SuperNeuronsBackend:
         self.clf = SuperNeuronClassifier.from_pretrained(str(classifier), subfolder=subfolder,
                                                          revision=classifier_revision)
         hub = {"revision": str(revision)} if revision else {}
-        self.vlm = self.clf.load_model(str(pretrained) if pretrained else None, truncate=_as_bool(truncate, "truncate"),
+        self.vlm = self.clf.load_model(str(pretrained) if pretrained else None, truncate=None if truncate is None else _as_bool(truncate, "truncate"),
                                        dtype=dtype, device=device or "auto", **hub)
         self.strict = _as_bool(strict, "strict")
         self.clf.check_compatible(self.vlm, strict=self.strict)  # refuse at start, not after the first batch

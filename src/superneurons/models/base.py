@@ -243,7 +243,13 @@ class VLM:
         return 0 if tok is None else int((input_ids[0] == tok).sum())
 
     def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
-        """Token ids that start a "yes" / "no" answer (several casings, with and without a space)."""
+        """Token ids that start a "yes" / "no" answer (several casings, with and without a space).
+
+        Computed once and kept: loops that prepare the next batch in a worker thread (which uses the
+        tokenizer) read them without touching the tokenizer from a second thread."""
+        cached = self.__dict__.get("_yes_no_ids")
+        if cached is not None:
+            return cached
         yes: list[int] = []
         no: list[int] = []
         unk = self.tokenizer.unk_token_id
@@ -257,6 +263,7 @@ class VLM:
                         out.append(ids[0])
         if not yes or not no or set(yes) & set(no):
             raise ModelError(f"{self.name_or_path}: cannot find distinct yes/no tokens in the tokenizer")
+        self._yes_no_ids = (yes, no)
         return yes, no
 
     def yes_no_margin(self, logits: torch.Tensor) -> torch.Tensor:

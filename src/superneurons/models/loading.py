@@ -65,6 +65,35 @@ def model_from_config(config: Any) -> PreTrainedModel:
     return AutoModelForImageTextToText.from_config(config)
 
 
+def truncation_refusal(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
+                       adapter: str | None = None, **from_pretrained_kwargs: Any) -> str | None:
+    """Why `load_model(name_or_path, ..., max_layer=k)` with these arguments cannot load truncated, or
+    None when it can: the family does not support it, an argument the truncated loader does not take
+    (`device_map`, `quantization_config`, ...), or no safetensors checkpoint. Reads the config and the
+    weight index only. A config that cannot be read gives None (the load itself then names the error).
+    """
+    from transformers import AutoConfig
+
+    from superneurons.models.truncate import HUB_KWARGS, SUPPORTED_KWARGS, checkpoint_map
+
+    hub = {k: v for k, v in from_pretrained_kwargs.items() if k in HUB_KWARGS}
+    try:
+        config = AutoConfig.from_pretrained(str(name_or_path), **hub)
+    except (OSError, ValueError):
+        return None
+    cls = get_adapter(adapter or config.model_type, strict=adapter is not None)
+    if not cls.support.truncate:
+        return cls.support.refusal("truncated loading", cls.family)
+    unknown = sorted(k for k, v in from_pretrained_kwargs.items() if k not in SUPPORTED_KWARGS and v is not None)
+    if unknown:
+        return f"truncated loading does not take {', '.join(unknown)}"
+    try:
+        checkpoint_map(str(name_or_path), hub)
+    except ModelError as exc:
+        return str(exc)
+    return None
+
+
 def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
                adapter: str | None = None, max_layer: int | None = None, **from_pretrained_kwargs: Any) -> VLM:
     """Load a VLM with `from_pretrained(name_or_path)` (hub id or local folder) and wrap it.

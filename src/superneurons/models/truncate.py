@@ -155,8 +155,9 @@ def _strip_head(model: PreTrainedModel, max_layer: int) -> None:
                 setattr(model, name, RemovedModule("LM head", max_layer))
 
 
-def _checkpoint_map(name_or_path: str, hub: dict[str, Any]) -> tuple[dict[str, str], Callable[[str], str]]:
-    """(checkpoint key -> file name, file name -> local path) for a folder or hub id with safetensors."""
+def checkpoint_map(name_or_path: str, hub: dict[str, Any]) -> tuple[dict[str, str], Callable[[str], str]]:
+    """(checkpoint key -> file name, file name -> local path) for a folder or hub id with safetensors;
+    a ModelError when it has none."""
     local = Path(name_or_path)
     sub = hub.get("subfolder") or ""
     if local.is_dir():
@@ -250,7 +251,7 @@ def load_truncated_model(name_or_path: str, max_layer: int, dtype: torch.dtype =
         model = AutoModelForImageTextToText.from_config(cfg, **build_kwargs)
     _strip_head(model, max_layer)
     wanted = model.state_dict()
-    weight_map, resolve = _checkpoint_map(name_or_path, kwargs)
+    weight_map, resolve = checkpoint_map(name_or_path, kwargs)
 
     rename = _renamer(model)
     plan: dict[str, list[tuple[str, str]]] = {}  # file -> [(checkpoint key, model key)]
@@ -328,7 +329,7 @@ def checkpoint_sketch(name_or_path: str, model: PreTrainedModel, param_names: li
     from safetensors import safe_open
 
     try:
-        weight_map, resolve = _checkpoint_map(str(name_or_path), hub)
+        weight_map, resolve = checkpoint_map(str(name_or_path), hub)
     except (ModelError, OSError, ValueError):
         return None
     rename = _renamer(model)
