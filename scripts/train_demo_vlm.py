@@ -895,7 +895,9 @@ def training_record(args, steps: int, train_time: float, results: dict | None = 
                   {"name": "per-patch match", "stage": "stage1", "reads": "image tokens", "layer": args.aux_layer,
                    "weight": args.aux_weight, "answer": bool(args.patch_answer),
                    "target": "whether the patch shows the object asked about"
-                   + (" and the yes/no answer there" if args.patch_answer else "")}]
+                   + (" and the yes/no answer there" if args.patch_answer else ""),
+                   "note": f"for presence questions, a matching patch is itself the answer, so image tokens carry "
+                           f"patch-level evidence for it after decoder layer {args.aux_layer}"}]
     vision = [{"name": "stage-0 per-patch labels", "stage": "stage0", "reads": "vision tower (patch tokens)",
                "weight": 1.0, "target": "(colour, shape) classes shown; main object's colour / shape / "
                "same-shape count; its left-of / in-front-of / drawn-over relation to every other class"}]

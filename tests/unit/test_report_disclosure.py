@@ -33,3 +33,8 @@ def test_a_head_at_the_answer_position_is_called_planted() -> None:
     s = training_disclosure({"heads": [LM, SLOTS, head]})
     assert "reading the answer position (yes/no answer after decoder layer 2)" in s
     assert "at layers <= 2 are partly planted" in s and "image tokens only" not in s
+
+
+def test_a_heads_note_is_carried_into_the_sentence() -> None:
+    s = training_disclosure({"heads": [LM, SLOTS, {**MATCH, "note": "a matching patch is the presence answer"}]})
+    assert s.endswith("not planted by any head. Note: a matching patch is the presence answer.")

@@ -43,10 +43,11 @@ def training_disclosure(training: dict[str, Any] | None) -> str | None:
     image = [h for h in heads if h.get("reads") == IMAGE_TOKENS]
     listed = f" ({'; '.join(map(_at, image))})" if image else ""
     sentence = (f"This model was trained with heads on image tokens only{listed}; nothing but the LM loss reads "
-                "the answer position, so SNs at early layers were not planted")
+                "the answer position, so SNs there were not planted by any head")
     carry = [h["layer"] for h in image if h.get("answer") and isinstance(h.get("layer"), int)]
     if carry:
         k = min(carry)
         sentence += (f", though image tokens after layer {k} were trained to carry the answer, which the answer "
                      f"position can copy from layer {k + 1} on")
-    return sentence + "."
+    notes = [h["note"] for h in image if h.get("note")]
+    return sentence + "." + "".join(f" Note: {n}." for n in notes)
