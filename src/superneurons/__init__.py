@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "StoreError": "superneurons.errors",
     "ModelError": "superneurons.errors",
     "ConfigError": "superneurons.errors",
+    "InUseError": "superneurons.errors",
     "CaptureConfig": "superneurons.config",
     "ScoreConfig": "superneurons.config",
     "SelectConfig": "superneurons.config",
@@ -58,8 +59,11 @@ _EXPORTS: dict[str, str] = {
     "SuperNeuronClassifier": "superneurons.inference",
     "fit_classifier": "superneurons.inference",
     "predict": "superneurons.inference",
+    "predict_to_file": "superneurons.inference",
     "parse_pope": "superneurons.evaluation",
     "evaluate": "superneurons.evaluation",
+    # the whole study (Tab. 1-5, figures, report) from a study file
+    "run_study": "superneurons.study",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -82,7 +86,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from superneurons.activations import ActivationStore, LayerTrace, capture, load_activations, probe
     from superneurons.config import CaptureConfig, InferConfig, ScoreConfig, SelectConfig
     from superneurons.data import Sample, balanced_sample, load_samples, validate_samples, write_samples
-    from superneurons.errors import ConfigError, DataError, ModelError, StoreError, SuperNeuronsError
+    from superneurons.errors import (
+        ConfigError,
+        DataError,
+        InUseError,
+        ModelError,
+        StoreError,
+        SuperNeuronsError,
+    )
     from superneurons.evaluation import evaluate, parse_pope
     from superneurons.inference import (
         SuperNeuronClassifier,
@@ -90,7 +101,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         agreement_rate,
         fit_classifier,
         predict,
+        predict_to_file,
     )
     from superneurons.models import VLM, load_model
     from superneurons.scoring import alpha_sweep, binary_metrics, score_neurons
     from superneurons.selection import SuperNeurons, select_super_neurons, snt_sweep
+    from superneurons.study import run_study
