@@ -217,3 +217,24 @@ def test_one_metric_equals_the_full_set():
     full = metrics_from_counts(tp, fp, fn, tn)
     for name in METRICS:
         assert torch.equal(metric_from_counts(name, tp, fp, fn, tn), full[name]), name
+
+
+def test_a_chunk_narrower_than_one_tile_is_still_split_over_the_threads(monkeypatch):
+    spans = []
+    real = counting.run_split
+
+    def recording(fn, m, step, device):
+        spans.append(-(-m // step))
+        real(fn, m, step, device)
+
+    monkeypatch.setattr(counting, "run_split", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = _nasty(64, torch.float16)  # 64 rows x (a few hundred) columns: far below one CPU tile
+        got = Counter(y).count(x, torch.tensor(0.0))
+    finally:
+        torch.set_num_threads(before)
+    assert spans and spans[0] >= 2  # before the fix: one span, so one core did all the counting
+    ref = _python_counts(x, y, 0.0)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])

@@ -135,6 +135,12 @@ def _own_threads() -> Iterator[int]:
                 torch.set_num_threads(_section_threads)
 
 
+def _cpu_threads() -> int:
+    """The threads `run_split` will use: torch's intra-op threads, as they were outside any counting section."""
+    with _SECTION:
+        return _section_threads if _section_depth else torch.get_num_threads()
+
+
 def run_split(fn: Callable[[int, int], None], m: int, step: int, device: torch.device) -> None:
     """Call `fn(lo, hi)` on column spans of [0, m) (multiples of `step`), one Python thread each.
 
@@ -249,6 +255,8 @@ class Counter:
         budget = max(1, (_GPU_TILE if gpu else _CPU_RESULTS) // thr.k)
         budget = budget if gpu else min(_CPU_TILE, budget)
         width = min(m, max(64, budget // min(max(n, 1), _ROWS)))
+        if not gpu:  # at least one column span per thread (a chunk narrower than one tile ran on one core)
+            width = min(width, max(64, -(-m // _cpu_threads())))
         rows = max(1, min(_MAX_ROWS, budget // width))
 
         def part(lo: int, hi: int) -> None:  # columns [lo, hi) with buffers of its own
