@@ -154,3 +154,19 @@ def test_write_samples_round_trip(make_dataset, tmp_path):
     assert json.loads(out.read_text().splitlines()[0])["image"].startswith("images/")
     again = load_samples(out)
     assert [(s.id, s.label, s.question, s.meta) for s in again] == [(s.id, s.label, s.question, s.meta) for s in samples]
+
+
+def test_written_paths_outside_the_file_folder_still_load_from_another_cwd(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from superneurons.data.samples import Sample, load_samples, write_samples
+
+    (tmp_path / "run" / "images").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "run" / "images" / "a.png")
+    (tmp_path / "run" / "study").mkdir()
+    monkeypatch.chdir(tmp_path)  # a relative --out, as in `superneurons demo --out demo_out`
+    path = write_samples([Sample("a", Path("run/images/a.png"), "q?", "yes")], Path("run/study/probe.jsonl"))
+    monkeypatch.chdir(tmp_path / "run")
+    (loaded,) = load_samples(tmp_path / "run" / "study" / "probe.jsonl")
+    assert Path(loaded.image).resolve() == (tmp_path / "run" / "images" / "a.png").resolve()
+    assert (tmp_path / path).read_text().count("../images/a.png") == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import os
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -114,9 +115,11 @@ class Sample:
         if isinstance(self.image, Image.Image):
             raise DataError(f"sample {self.id!r}: an in-memory image cannot be written to JSONL; save it first")
         image = Path(self.image)
-        if root is not None:
-            with contextlib.suppress(ValueError):  # outside root: keep the path as it is
-                image = image.resolve().relative_to(root.resolve())
+        if root is not None:  # relative to root, as load_samples resolves it (a cwd-relative path would break)
+            try:
+                image = Path(os.path.relpath(image.resolve(), root.resolve()))
+            except ValueError:  # another drive: no relative path exists
+                image = image.resolve()
         rec: dict[str, Any] = {"id": self.id, "image": str(image), "question": self.question, "label": self.label}
         if self.meta:
             rec["meta"] = self.meta
